@@ -1,0 +1,47 @@
+"""What ebpf-lab knows about each CPU architecture: data only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import UsageError
+
+
+@dataclass(frozen=True)
+class Arch:
+    """One guest architecture."""
+
+    #: The name the kernel and QEMU use (``uname -m``): x86_64, aarch64, riscv64.
+    name: str
+    #: Debian's name for it (package architecture): amd64, arm64, riscv64.
+    debian: str
+    #: virtme-ng's ``--arch`` value.
+    vng: str
+    #: QEMU system emulator binary.
+    qemu: str
+    #: Prefix of syscall entry points, so ``execve`` becomes e.g. ``__x64_sys_execve``.
+    syscall_prefix: str
+
+
+ARCHES: dict[str, Arch] = {
+    a.debian: a
+    for a in (
+        Arch(name="x86_64", debian="amd64", vng="x86_64", qemu="qemu-system-x86_64", syscall_prefix="__x64_sys_"),
+        Arch(name="aarch64", debian="arm64", vng="arm64", qemu="qemu-system-aarch64", syscall_prefix="__arm64_sys_"),
+        Arch(name="riscv64", debian="riscv64", vng="riscv64", qemu="qemu-system-riscv64", syscall_prefix="__riscv_sys_"),
+    )
+}
+
+
+def get_arch(name: str) -> Arch:
+    """Look an architecture up by any of its names (``x86_64``/``amd64``, ``aarch64``/``arm64``)."""
+    for arch in ARCHES.values():
+        if name in (arch.name, arch.debian, arch.vng):
+            return arch
+    raise UsageError(f"unknown arch {name!r}", hint=f"use one of {', '.join(ARCHES)}")
+
+
+def host_arch() -> Arch:
+    import platform
+
+    return get_arch(platform.machine())

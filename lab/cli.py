@@ -1,0 +1,225 @@
+"""The ``lab`` command: the only place that parses arguments, prints for people and picks exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import catalog, labs, session, setup_host
+from .errors import LabError, LabFailure, UsageError
+from .fetch import cached
+from .settings import cache_dir
+
+
+def _say(text: str) -> None:
+    print(f"lab: {text}", file=sys.stderr, flush=True)
+
+
+def _select_one(args: argparse.Namespace) -> catalog.KernelSpec:
+    specs = catalog.select(catalog.load_catalog(), kernels=args.kernel, arches=getattr(args, "arch", None))
+    if len(specs) != 1 and args.kernel not in (None, ""):
+        return specs[0] if len(specs) == 1 else _too_many(specs)
+    return specs[0]
+
+
+def _too_many(specs: list[catalog.KernelSpec]) -> catalog.KernelSpec:
+    raise UsageError(f"this command takes one kernel, the selection has {len(specs)}",
+                     hint=f"name one of {', '.join(s.id for s in specs)}")
+
+
+def _boot(spec: catalog.KernelSpec, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    kernel = session.prepare(spec, progress=_say)
+    accel = session.choose_accel(kernel)
+    timeouts = session.timeouts_for(kvm=accel.kvm, boot=args.boot_timeout, command=args.command_timeout)
+    guest = session.new_guest(kernel, accel=accel, timeouts=timeouts)
+    _say(f"booting {kernel.id} ({kernel.release}) under {accel.name.upper()}; console log: {guest.log_path}")
+    return kernel, timeouts, guest
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    lab = labs.get_lab(args.lab)
+    return _run_or_check(args, lab=lab, program=None)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    lab = labs.get_lab(args.lab)
+    program = Path(args.file).resolve()
+    if not program.is_file():
+        raise UsageError(f"no such file: {args.file}", hint="give the path of your BCC Python program")
+    return _run_or_check(args, lab=lab, program=program)
+
+
+def _run_or_check(args: argparse.Namespace, *, lab: labs.Lab, program: Path | None) -> int:
+    specs = catalog.select(catalog.load_catalog(), kernels=args.kernel, arches=args.arch)
+    if program is None and len(specs) > 1:
+        _too_many(specs)
+    failures = 0
+    for spec in specs:
+        from .markers import kernel_matches
+
+        if lab.kernel and not kernel_matches(spec.series, lab.kernel):
+            print(f"{spec.id}: SKIP (lab {lab.name} needs kernel {lab.kernel})")
+            continue
+        kernel, timeouts, guest = _boot(spec, args)
+        started = time.monotonic()
+        try:
+            with guest:
+                _say(f"{kernel.id}: booted in {guest.boot_seconds:.1f}s; running {program or lab.program.name}")
+                live = (lambda text: print(text, end="", flush=True)) if program is None else None
+                result = labs.run_lab(guest, lab, program=program, attach_timeout=timeouts.attach, on_output=live)
+        except LabFailure as failure:
+            failures += 1
+            print(f"{spec.id}: FAIL {failure}")
+            if program is not None and failure.output.strip():
+                print("--- program output (last lines) ---")
+                print("\n".join(failure.output.strip().splitlines()[-15:]))
+            continue
+        if program is None:
+            print()
+        print(f"{spec.id}: PASS {lab.name} (attached in {result.attach_seconds:.1f}s, trace after "
+              f"{result.trace_seconds:.1f}s, {time.monotonic() - started:.1f}s with boot)")
+    return 1 if failures else 0
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    from .vm import VMConfig, vng_command
+
+    spec = _select_one(args)
+    kernel = session.prepare(spec, progress=_say)
+    accel = session.choose_accel(kernel)
+    session.check_host(kernel)
+    config = VMConfig(image=kernel.files.image, arch=spec.arch, kvm=accel.kvm)
+    argv = vng_command(config, interactive=True)
+    _say(f"{kernel.id} under {accel.name.upper()}; labs are in {labs.LABS_DIR}; leave with 'exit' or Ctrl-D")
+    return subprocess.call(argv, cwd=labs.LABS_DIR)
+
+
+def cmd_kernels(args: argparse.Namespace) -> int:
+    entries = catalog.load_catalog()
+    default = catalog.default_kernel_id()
+    print(f"{'id':<14} {'arch':<8} {'source':<18} {'release':<24} {'cached':<7} {'size':>8}  description")
+    for spec in entries.values():
+        files = cached(spec)
+        source = spec.suites[0] if spec.suites else spec.source
+        size = f"{files.size / 2**20:.0f} MiB" if files else "-"
+        mark = "*" if spec.id == default else " "
+        print(f"{spec.id + mark:<14} {spec.arch.name:<8} {source:<18} {files.release if files else '-':<24} "
+              f"{'yes' if files else 'no':<7} {size:>8}  {spec.description}")
+    print(f"(* default kernel; cache: {cache_dir()})")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    specs = catalog.select(catalog.load_catalog(), kernels=",".join(args.kernels) or None, arches=args.arch)
+    for spec in specs:
+        kernel = session.prepare(spec, progress=_say)
+        print(f"{kernel.id}: {kernel.release} ({kernel.files.version}) in {kernel.files.root}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for lab in labs.all_labs().values():
+        need = f"kernel {lab.kernel}" if lab.kernel else "any kernel"
+        print(f"{lab.name:<12} {lab.title} — {lab.summary} [{need}]")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    bad = 0
+    for check in setup_host.checks():
+        print(f"{'ok ' if check.ok else 'MISSING'} {check.name}: {check.detail}" + ("" if check.ok else f"  -> {check.fix}"))
+        bad += not check.ok
+    from .apt import system_mirror
+
+    try:
+        print(f"ok  Debian mirror: {system_mirror()}")
+    except LabError as exc:
+        print(f"MISSING Debian mirror: {exc}")
+        bad += 1
+    spec = catalog.load_catalog().get(catalog.default_kernel_id())
+    files = cached(spec) if spec else None
+    from . import accel
+
+    verdict = accel.detect(probe_image=files.image if files else None)
+    print(f"ok  accelerator: {verdict.name.upper()} ({verdict.reason})")
+    size = sum(f.stat().st_size for f in cache_dir().rglob("*") if f.is_file() and not f.is_symlink()) if cache_dir().exists() else 0
+    print(f"ok  cache: {cache_dir()} ({size / 2**20:.0f} MiB)")
+    return 1 if bad else 0
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    missing = setup_host.missing_packages()
+    if not missing:
+        print("all Debian packages ebpf-lab needs are installed")
+        return 0
+    command = setup_host.install_command(missing)
+    if os.geteuid() != 0:
+        print("run as root:\n  sudo apt-get update && sudo " + " ".join(command))
+        return 1
+    subprocess.run(["apt-get", "update", "-q"], check=False, timeout=900)
+    return subprocess.run(command, check=False, timeout=3600,
+                          env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}).returncode
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lab", description="Run eBPF labs in throw-away VMs on real kernels.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every command run")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_kernel(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--kernel", "-k", help="kernel id, series, comma list, glob or 'all' (default: the 6.1 kernel)")
+        p.add_argument("--arch", help="architecture(s): x86_64, arm64, comma list or 'all'")
+        p.add_argument("--boot-timeout", type=float, help="seconds to wait for the guest's shell")
+        p.add_argument("--command-timeout", type=float, help="seconds each guest command may take")
+
+    p = sub.add_parser("run", help="run a lab's reference program live in a guest (default lab: hello)")
+    p.add_argument("lab", nargs="?", default="hello")
+    with_kernel(p)
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("check", help="check a student's program against a lab")
+    p.add_argument("lab")
+    p.add_argument("file")
+    with_kernel(p)
+    p.set_defaults(func=cmd_check)
+    p = sub.add_parser("shell", help="an interactive shell in a guest")
+    with_kernel(p)
+    p.set_defaults(func=cmd_shell)
+    p = sub.add_parser("kernels", help="the kernel catalog and what is cached")
+    p.set_defaults(func=cmd_kernels)
+    p = sub.add_parser("fetch", help="download kernels into the cache")
+    p.add_argument("kernels", nargs="*")
+    p.add_argument("--arch")
+    p.set_defaults(func=cmd_fetch)
+    p = sub.add_parser("list", help="the labs")
+    p.set_defaults(func=cmd_list)
+    p = sub.add_parser("doctor", help="check the host: tools, accelerator, cache")
+    p.set_defaults(func=cmd_doctor)
+    p = sub.add_parser("setup", help="install the Debian packages ebpf-lab needs (as root)")
+    p.set_defaults(func=cmd_setup)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    # SIGTERM behaves like Ctrl-C, so every guest is shut down on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        return args.func(args)
+    except LabError as error:
+        print(f"lab: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("lab: interrupted; guests stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

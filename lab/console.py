@@ -1,0 +1,83 @@
+"""Pure functions over what a guest prints on its console: no I/O here.
+
+They are tested against recorded console logs in ``tests/data/``.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: What the guest's console shell prints once it is ready for commands (see guest_files/shell.sh).
+READY_MARKER = "EBPF-LAB-SHELL-READY"
+
+# CSI/OSC escape sequences (bracketed paste, colours, title) that shells and QEMU emit.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+
+#: Lines that mean the guest kernel is dying, whatever it was doing.
+_PANIC = re.compile(
+    r"Kernel panic - not syncing|BUG: kernel NULL pointer dereference|"
+    r"\bOops\b:|general protection fault|Unable to handle kernel|---\[ end Kernel panic"
+)
+
+
+def clean(text: str) -> str:
+    """Console text without escape sequences and carriage returns."""
+    return _ANSI.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
+
+
+def tail(text: str, *, lines: int = 25) -> str:
+    """The last *lines* non-empty lines of console *text*, cleaned."""
+    kept = [line for line in clean(text).split("\n") if line.strip()]
+    return "\n".join(kept[-lines:])
+
+
+def find_panic(text: str) -> str | None:
+    """The panic report in *text* (from its first line on), or None if the kernel did not die."""
+    cleaned = clean(text)
+    match = _PANIC.search(cleaned)
+    if not match:
+        return None
+    start = cleaned.rfind("\n", 0, match.start()) + 1
+    # A panic report is a dozen to a hundred lines; keep it whole but bounded.
+    return "\n".join(cleaned[start:].split("\n")[:60]).strip()
+
+
+def prompt_pattern(nonce: str) -> str:
+    """Regex for the prompt our shell prints after each command: ``<nonce>:<status>> ``.
+
+    The nonce is random per guest, so no program output can imitate the prompt.
+    """
+    return re.escape(nonce) + r":(\d+)> "
+
+
+def parse_poll(text: str, *, nonce: str) -> tuple[str, int, int | None]:
+    """Split the answer of a spawn poll into (new output, file size, exit status or None).
+
+    The poll prints the new bytes of the process's output file, then a line
+    ``<nonce>:<size>:<status>`` where status is empty while the process runs.
+    """
+    marker = f"\n{nonce}:"
+    cleaned = text.replace("\r\n", "\n")
+    head, sep, rest = cleaned.rpartition(marker)
+    if not sep:
+        raise ValueError("poll answer without its status line")
+    fields = rest.strip().split(":")
+    size = int(fields[0])
+    status = int(fields[1]) if len(fields) > 1 and fields[1].strip().lstrip("-").isdigit() else None
+    return head, size, status
+
+
+def last_error_line(output: str) -> str:
+    """The line of a program's output that best says why it failed.
+
+    BCC prints the clang diagnostic (``file:line:col: error: …``) before Python's
+    traceback; a student wants the former, else the exception line at the end.
+    """
+    lines = [line.strip() for line in clean(output).split("\n") if line.strip()]
+    for line in lines:
+        if re.search(r":\d+:\d+: (fatal )?error:", line):
+            return line
+    for line in reversed(lines):
+        if re.match(r"[A-Za-z_.]+(Error|Exception)\b", line) or line.startswith(("Exception:", "error:")):
+            return line
+    return lines[-1] if lines else ""

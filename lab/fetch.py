@@ -1,0 +1,275 @@
+"""Fetch a catalog kernel: resolve its packages, download, unpack, fix up, publish.
+
+A kernel is cached when ``<cache>/kernels/<id>/kernel.json`` exists: everything is
+unpacked into a temporary directory beside it and renamed into place last, so a
+killed fetch leaves nothing half there. Two processes fetching the same kernel
+serialize on a lock; the second finds the first one's result.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .apt import PrivateApt, system_mirror
+from .catalog import KernelSpec
+from .errors import FetchError, HostError
+from .locks import file_lock
+from .settings import cache_dir, kernels_cache
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+#: Package name prefixes that make up a kernel (image side), newest packaging included:
+#: from 7.x the image package is a wrapper over linux-binary/-modules/-base.
+IMAGE_PARTS = ("linux-image-", "linux-binary-", "linux-modules-", "linux-base-")
+#: Package name prefixes that make up its headers.
+HEADER_PARTS = ("linux-headers-", "linux-kbuild-")
+
+
+@dataclass(frozen=True)
+class KernelFiles:
+    """A kernel ready to boot: what the manifest in the cache says."""
+
+    #: Catalog id.
+    id: str
+    #: ``uname -r`` of the kernel.
+    release: str
+    #: Debian package version (or ``local``).
+    version: str
+    #: Image to hand to virtme-ng.
+    image: Path
+    #: ``lib/modules/<release>`` directory (with a working ``build`` link).
+    modules: Path | None
+    #: The unpacked tree (headers live under it).
+    root: Path
+    #: Bytes on disk.
+    size: int
+
+    @classmethod
+    def load(cls, manifest: Path) -> KernelFiles:
+        data = json.loads(manifest.read_text())
+        root = manifest.parent
+        return cls(
+            id=data["id"], release=data["release"], version=data["version"],
+            image=root / data["image"], modules=(root / data["modules"]) if data.get("modules") else None,
+            root=root, size=data.get("size", 0),
+        )
+
+
+def kernel_dir(spec: KernelSpec) -> Path:
+    return kernels_cache() / spec.id
+
+
+def cached(spec: KernelSpec) -> KernelFiles | None:
+    """The cached kernel for *spec*, or None when it has not been fetched (or is damaged)."""
+    if spec.source == "local":
+        return local_kernel(spec)
+    manifest = kernel_dir(spec) / "kernel.json"
+    if not manifest.is_file():
+        return None
+    try:
+        files = KernelFiles.load(manifest)
+    except (OSError, ValueError, KeyError):
+        return None
+    if not files.image.is_file():
+        return None
+    return files
+
+
+def local_kernel(spec: KernelSpec) -> KernelFiles:
+    """A user's own kernel, booted straight from where it is."""
+    assert spec.image is not None
+    if not spec.image.is_file():
+        raise FetchError(f"kernel {spec.id}: image {spec.image} does not exist", hint=f"fix 'image' in {spec.path}")
+    modules = spec.modules
+    release = modules.name if modules else "unknown"
+    return KernelFiles(id=spec.id, release=release, version="local", image=spec.image, modules=modules,
+                       root=spec.image.parent, size=spec.image.stat().st_size)
+
+
+def private_apt(*, suites: tuple[str, ...], arch: str) -> PrivateApt:
+    root = cache_dir() / "apt" / f"{'+'.join(suites)}_{arch}"
+    return PrivateApt(root=root, mirror=system_mirror(), suites=suites, arch=arch)
+
+
+def resolve_packages(apt: PrivateApt, *, flavor: str) -> list[str]:
+    """The concrete packages (image, modules, headers, kbuild) behind the flavor's meta packages."""
+    wanted: list[str] = []
+
+    def walk(name: str, prefixes: tuple[str, ...], depth: int) -> None:
+        for dep in apt.depends(name):
+            # Meta packages (linux-base-amd64, linux-modules-amd64) carry no version; real ones do.
+            if dep.startswith(prefixes) and re.search(r"\d+\.\d+", dep) and dep not in wanted:
+                # trixie's headers depend on the image (signed and unsigned): not ours to follow.
+                if prefixes is HEADER_PARTS and dep.startswith("linux-image-"):
+                    continue
+                wanted.append(dep)
+                if depth < 3:
+                    walk(dep, prefixes, depth + 1)
+
+    walk(f"linux-image-{flavor}", IMAGE_PARTS, 0)
+    walk(f"linux-headers-{flavor}", HEADER_PARTS, 0)
+    images = [p for p in wanted if p.startswith("linux-image-")]
+    if not images:
+        raise FetchError(f"no linux-image-{flavor} in {'/'.join(apt.suites)} for {apt.arch}",
+                         hint="check the catalog entry's suite and flavor")
+    # Prefer the unsigned image when it exists: same kernel, no Secure Boot wrapper.
+    image = images[0]
+    if not image.endswith("-unsigned") and apt.has(image + "-unsigned"):
+        wanted[wanted.index(image)] = image + "-unsigned"
+    return [f"{p}={apt.version(p)}" for p in wanted]
+
+
+def fetch(spec: KernelSpec, *, progress: Progress = lambda _: None) -> KernelFiles:
+    """Make *spec* available in the cache and return it; downloads only what is missing."""
+    if spec.source == "local":
+        return local_kernel(spec)
+    found = cached(spec)
+    if found:
+        return found
+    dest = kernel_dir(spec)
+    with file_lock(dest.parent / f".{spec.id}.lock", what=f"fetching kernel {spec.id}"):
+        found = cached(spec)  # Another process may have finished it while we waited.
+        if found:
+            return found
+        if dest.exists():
+            # A directory without a valid manifest is debris of an interrupted older run.
+            shutil.rmtree(dest)
+        return _fetch_locked(spec, dest=dest, progress=progress)
+
+
+def _fetch_locked(spec: KernelSpec, *, dest: Path, progress: Progress) -> KernelFiles:
+    started = time.monotonic()
+    for tool in ("apt-get", "dpkg-deb", "depmod"):
+        if not shutil.which(tool) and not Path("/usr/sbin", tool).exists() and not Path("/sbin", tool).exists():
+            raise HostError(f"{tool} not found, needed to fetch kernel {spec.id}", hint="run 'lab setup'")
+    apt = private_apt(suites=spec.suites, arch=spec.arch.debian)
+    progress(f"{spec.id}: updating package lists for {' '.join(spec.suites)}/{spec.arch.debian}")
+    apt.update()
+    packages = resolve_packages(apt, flavor=spec.flavor)
+    progress(f"{spec.id}: downloading {', '.join(p.split('=')[0] for p in packages)}")
+    debs_dir = cache_dir() / "debs" / spec.id
+    # apt-get download verifies every .deb against the signed index; a partial or
+    # corrupt file from an interrupted run is replaced, never used.
+    _clear_stale_debs(debs_dir, packages)
+    debs = apt.download([p for p in packages], dest=debs_dir)
+    tmp = dest.parent / f".{spec.id}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        for deb in debs:
+            progress(f"{spec.id}: unpacking {deb.name}")
+            _run(["dpkg-deb", "-x", str(deb), str(tmp)], what=f"unpacking {deb.name} for {spec.id}")
+        files = _finish_tree(spec, tmp=tmp, packages=packages)
+        os.rename(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    progress(f"{spec.id}: ready ({files.release}, {files.size / 2**20:.0f} MiB) in {time.monotonic() - started:.0f}s")
+    shutil.rmtree(debs_dir, ignore_errors=True)
+    return KernelFiles.load(dest / "kernel.json")
+
+
+def _clear_stale_debs(debs_dir: Path, packages: list[str]) -> None:
+    if not debs_dir.is_dir():
+        return
+    wanted = {p.split("=")[0] for p in packages}
+    for deb in debs_dir.glob("*.deb"):
+        if deb.name.split("_")[0] not in wanted:
+            deb.unlink()
+        else:
+            check = subprocess.run(["dpkg-deb", "--info", str(deb)], capture_output=True, timeout=60)
+            if check.returncode != 0:
+                deb.unlink()
+
+
+def _run(argv: list[str], *, what: str, timeout: float = 600.0) -> None:
+    log.info("+ %s", " ".join(argv))
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    if result.returncode != 0:
+        raise FetchError(f"{what} failed: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode}",
+                         hint="run 'lab fetch' again; the download is checked and replaced")
+
+
+def find_image(root: Path) -> tuple[Path, str]:
+    """The kernel image in an unpacked tree and its release (``uname -r``)."""
+    # Up to 6.12: boot/vmlinuz-<release>; from 7.x: usr/lib/modules/<release>/vmlinuz.
+    for image in sorted(root.glob("boot/vmlinu[xz]-*")):
+        return image, image.name.split("-", 1)[1]
+    for sub in ("usr/lib/modules", "lib/modules"):
+        for image in sorted(root.glob(f"{sub}/*/vmlinu[xz]")):
+            return image, image.parent.name
+    raise FetchError(f"no kernel image in {root}", hint="the packages changed layout; report this")
+
+
+def find_modules(root: Path, release: str) -> Path | None:
+    for sub in ("lib/modules", "usr/lib/modules"):
+        path = root / sub / release
+        if path.is_dir():
+            return path
+    return None
+
+
+def relativize_links(root: Path) -> int:
+    """Make absolute symlinks inside *root* relative, so they resolve wherever the tree is.
+
+    Debian's ``lib/modules/<release>/build`` points at ``/usr/src/linux-headers-…``; in the
+    guest the tree is not at ``/``, so the link would dangle and BCC would find no headers.
+    """
+    changed = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            link = Path(dirpath) / name
+            if not link.is_symlink():
+                continue
+            target = os.readlink(link)
+            if not target.startswith("/"):
+                continue
+            inside = root / target.lstrip("/")
+            if not os.path.lexists(inside) and target.startswith("/lib/"):
+                inside = root / "usr" / target.lstrip("/")  # merged-/usr trees
+            link.unlink()
+            link.symlink_to(os.path.relpath(inside, link.parent))
+            changed += 1
+    return changed
+
+
+def _finish_tree(spec: KernelSpec, *, tmp: Path, packages: list[str]) -> KernelFiles:
+    image, release = find_image(tmp)
+    modules = find_modules(tmp, release)
+    relativize_links(tmp)
+    if modules is not None:
+        build = modules / "build"
+        if not build.exists():
+            headers = tmp / "usr/src" / f"linux-headers-{release}"
+            if headers.is_dir():
+                if build.is_symlink():
+                    build.unlink()
+                build.symlink_to(os.path.relpath(headers, modules))
+        if not (modules / "build").exists():
+            raise FetchError(f"kernel {spec.id}: headers for {release} are missing after unpacking",
+                             hint="report this: the catalog entry resolves to the wrong headers package")
+        depmod = shutil.which("depmod") or "/sbin/depmod"
+        _run([depmod, "-a", "-b", str(modules.parent.parent.parent), release], what=f"depmod for {spec.id}")
+    size = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file() and not f.is_symlink())
+    version = next((p.split("=", 1)[1] for p in packages if p.startswith(("linux-image-", "linux-binary-"))), "")
+    manifest = {
+        "id": spec.id, "release": release, "version": version,
+        "image": str(image.relative_to(tmp)),
+        "modules": str(modules.relative_to(tmp)) if modules else None,
+        "packages": packages, "size": size, "fetched": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    # Written last: its presence is what marks the tree complete.
+    (tmp / "kernel.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return KernelFiles.load(tmp / "kernel.json")

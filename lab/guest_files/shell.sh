@@ -1,0 +1,9 @@
+#!/bin/sh
+# The guest's console shell (virtme-ng runs it through `su -s`). It makes the console
+# predictable for pexpect: no echo, no line editing, no job control, no rc files,
+# unbuffered Python, and a marker that says the guest is ready.
+stty -echo -onlcr 2>/dev/null
+export TERM=dumb PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PAGER=cat SYSTEMD_PAGER=cat
+export PS1='$ ' PS2='' PROMPT_COMMAND=''
+printf '\n%s\n' EBPF-LAB-SHELL-READY
+exec /bin/bash --noprofile --norc --noediting +m -i

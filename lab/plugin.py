@@ -1,0 +1,192 @@
+"""The pytest plugin: fixtures ``kernel`` and ``vm``, the ``--kernel``/``--arch`` axes, markers.
+
+Registered through the ``pytest11`` entry point, so any test file can use the
+fixtures once ebpf-lab is installed. Each selected kernel is booted once per
+session (again only if a test killed its guest); tests are grouped by kernel.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import pytest
+
+from . import accel as accel_mod
+from . import catalog, console, session
+from .errors import LabError
+from .guest import Guest
+from .markers import kernel_matches
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _State:
+    specs: list[catalog.KernelSpec]
+    boot_timeout: float | None
+    command_timeout: float | None
+    guests: dict[str, Guest] = field(default_factory=dict)
+    boots: dict[str, list[float]] = field(default_factory=dict)
+    accel: dict[str, accel_mod.Accel] = field(default_factory=dict)
+
+
+STATE = pytest.StashKey[_State]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ebpf-lab", "eBPF labs in throw-away VMs")
+    group.addoption("--kernel", action="store", default=None,
+                    help="kernel(s) under test: id, series, comma list, glob (6.*) or 'all' (default: 6.1)")
+    group.addoption("--arch", action="store", default=None, dest="lab_arch",
+                    help="guest architecture(s): x86_64, arm64, comma list or 'all' (default: the host's)")
+    group.addoption("--boot-timeout", action="store", type=float, default=None,
+                    help="seconds a guest may take to boot (default: scaled for KVM/TCG)")
+    group.addoption("--command-timeout", action="store", type=float, default=None,
+                    help="seconds a guest command may take (default: scaled for KVM/TCG)")
+    parser.addini("lab_kernel", "default for --kernel", default="")
+    parser.addini("lab_arch", "default for --arch", default="")
+    parser.addini("lab_boot_timeout", "default for --boot-timeout", default="")
+    parser.addini("lab_command_timeout", "default for --command-timeout", default="")
+
+
+def _option(config: pytest.Config, name: str, ini: str) -> str | None:
+    value = config.getoption(name)
+    if value in (None, ""):
+        value = config.getini(ini) or None
+    return value
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "kernel(constraint): run only on kernels whose series satisfies it, e.g. kernel('>=5.8')")
+    config.addinivalue_line("markers", "arch(*names): run only on these guest architectures, e.g. arch('x86_64')")
+    try:
+        specs = catalog.select(catalog.load_catalog(), kernels=_option(config, "kernel", "lab_kernel"),
+                               arches=_option(config, "lab_arch", "lab_arch"))
+    except LabError as error:
+        raise pytest.UsageError(str(error)) from None
+    boot = _option(config, "boot_timeout", "lab_boot_timeout")
+    command = _option(config, "command_timeout", "lab_command_timeout")
+    config.stash[STATE] = _State(specs=specs, boot_timeout=float(boot) if boot else None,
+                                 command_timeout=float(command) if command else None)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    state = config.stash[STATE]
+    from .fetch import cached
+
+    lines = [f"ebpf-lab kernels: {', '.join(s.id for s in state.specs)}"]
+    native = next((s for s in state.specs if s.arch.debian == catalog.host_arch().debian), None)
+    files = cached(native) if native else None
+    verdict = accel_mod.detect(probe_image=files.image if files else None)
+    lines.append(f"ebpf-lab accelerator: {verdict.name.upper()} ({verdict.reason})")
+    return lines
+
+
+def _skip_reason(spec: catalog.KernelSpec, node) -> str | None:  # type: ignore[no-untyped-def]
+    for mark in node.iter_markers("kernel"):
+        for constraint in mark.args:
+            if not kernel_matches(spec.series, constraint):
+                return f"kernel {spec.id} (series {spec.series}) does not satisfy {constraint}"
+    for mark in node.iter_markers("arch"):
+        from .arches import get_arch
+
+        allowed = {get_arch(a).debian for a in mark.args}
+        if spec.arch.debian not in allowed:
+            return f"kernel {spec.id} is {spec.arch.name}; test needs {', '.join(mark.args)}"
+    return None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "kernel" not in metafunc.fixturenames:
+        return
+    state = metafunc.config.stash[STATE]
+    params = []
+    for spec in state.specs:
+        reason = _skip_reason(spec, metafunc.definition)
+        marks = [pytest.mark.skip(reason=reason)] if reason else []
+        params.append(pytest.param(spec, id=spec.id, marks=marks))
+    # Session scope groups the tests of one kernel together, so each kernel boots once
+    # and only one guest runs at a time in a worker.
+    metafunc.parametrize("kernel", params, indirect=True, scope="session")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # With pytest-xdist's --dist loadgroup, all tests of one kernel go to one worker.
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec and "kernel" in callspec.params:
+            item.add_marker(pytest.mark.xdist_group(callspec.params["kernel"].id))
+
+
+@pytest.fixture(scope="session")
+def kernel(request: pytest.FixtureRequest) -> session.Kernel:
+    """The kernel under test (``.id``, ``.version``, ``.release``, ``.arch``), fetched into the cache."""
+    spec: catalog.KernelSpec = request.param
+    try:
+        return session.prepare(spec)
+    except LabError as error:
+        pytest.fail(str(error), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def _lab_guest_slot(request: pytest.FixtureRequest, kernel: session.Kernel):  # type: ignore[no-untyped-def]
+    state = request.config.stash[STATE]
+    yield kernel
+    guest = state.guests.pop(kernel.id, None)
+    if guest is not None:
+        guest.close()
+
+
+@pytest.fixture
+def vm(request: pytest.FixtureRequest, _lab_guest_slot: session.Kernel) -> Guest:
+    """A booted guest running the kernel under test; booted once per kernel per session.
+
+    ``vm.run(cmd)`` returns ``.returncode``/``.output``; ``vm.spawn(cmd)`` starts a
+    tracer with ``expect()``/``close()``. If a test crashes the guest, the next test
+    gets a freshly booted one.
+    """
+    kernel = _lab_guest_slot
+    state = request.config.stash[STATE]
+    guest = state.guests.get(kernel.id)
+    if guest is None or not guest.alive:
+        if guest is not None:
+            guest.close()
+        try:
+            verdict = state.accel.get(kernel.id) or session.choose_accel(kernel)
+            state.accel[kernel.id] = verdict
+            timeouts = session.timeouts_for(kvm=verdict.kvm, boot=state.boot_timeout, command=state.command_timeout)
+            guest = session.new_guest(kernel, accel=verdict, timeouts=timeouts)
+            guest.boot()
+        except LabError as error:
+            pytest.fail(str(error) + (f"\n--- last console lines ---\n{error.tail}" if getattr(error, "tail", "") else ""),
+                        pytrace=False)
+        state.guests[kernel.id] = guest
+        state.boots.setdefault(kernel.id, []).append(guest.boot_seconds or 0.0)
+    request.node.stash[_GUEST] = guest
+    return guest
+
+
+_GUEST = pytest.StashKey[Guest]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    guest = item.stash.get(_GUEST, None)
+    if guest is None:
+        return
+    report.sections.append(("guest console (last lines)", console.tail(guest.transcript(), lines=40)))
+    report.sections.append(("guest console log", str(guest.log_path)))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    state = session.config.stash.get(STATE, None)
+    if state is None:
+        return
+    for guest in state.guests.values():
+        guest.close()
+    state.guests.clear()

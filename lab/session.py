@@ -1,0 +1,108 @@
+"""From a catalog entry to a booted guest: fetch, pick the accelerator, size timeouts, boot.
+
+The CLI, the pytest plugin and the benchmark all go through here, so they boot
+guests the same way.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import accel as accel_mod
+from .arches import host_arch
+from .catalog import KernelSpec
+from .errors import HostError
+from .fetch import KernelFiles, Progress, fetch
+from .guest import Guest
+from .settings import logs_dir, timeout_scale
+from .vm import VMConfig
+
+#: Timeouts under KVM; TCG multiplies them (emulation is ~10x slower, and CI runs two guests at once).
+BASE_BOOT_TIMEOUT = 60.0
+BASE_COMMAND_TIMEOUT = 60.0
+TCG_FACTOR = 3.0
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A kernel under test, ready to boot."""
+
+    spec: KernelSpec
+    files: KernelFiles
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def arch(self) -> str:
+        return self.spec.arch.name
+
+    @property
+    def release(self) -> str:
+        """``uname -r`` in the guest."""
+        return self.files.release
+
+    @property
+    def version(self) -> str:
+        """Upstream version, e.g. ``6.1.176`` (falls back to the series)."""
+        match = re.match(r"(\d+\.\d+(?:\.\d+)?)", self.files.version)
+        return match.group(1) if match else self.spec.series
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds each kind of wait may take."""
+
+    boot: float
+    command: float
+    attach: float
+
+
+def timeouts_for(*, kvm: bool, boot: float | None = None, command: float | None = None) -> Timeouts:
+    """Timeouts scaled for the accelerator and ``$EBPF_LAB_TIMEOUT_SCALE``; explicit values win."""
+    scale = timeout_scale() * (1.0 if kvm else TCG_FACTOR)
+    return Timeouts(
+        boot=boot if boot else BASE_BOOT_TIMEOUT * scale,
+        command=command if command else BASE_COMMAND_TIMEOUT * scale,
+        attach=BASE_COMMAND_TIMEOUT * scale,
+    )
+
+
+def prepare(spec: KernelSpec, *, progress: Progress = lambda _: None) -> Kernel:
+    """Fetch *spec* if needed (a no-op when cached)."""
+    return Kernel(spec=spec, files=fetch(spec, progress=progress))
+
+
+def choose_accel(kernel: Kernel) -> accel_mod.Accel:
+    """KVM or TCG for *kernel*: foreign architectures are always emulated."""
+    if kernel.spec.arch.debian != host_arch().debian:
+        return accel_mod.Accel("tcg", f"{kernel.spec.arch.name} guest on a {host_arch().name} host is emulated")
+    return accel_mod.detect(probe_image=kernel.files.image, qemu=kernel.spec.arch.qemu)
+
+
+def check_host(kernel: Kernel) -> None:
+    """Fail early, in one line, when QEMU or virtme-ng is missing."""
+    import shutil
+
+    if not shutil.which(kernel.spec.arch.qemu):
+        package = {"x86_64": "qemu-system-x86", "aarch64": "qemu-system-arm", "riscv64": "qemu-system-misc"}
+        raise HostError(f"{kernel.spec.arch.qemu} not found, needed to boot {kernel.id}",
+                        hint=f"apt-get install {package.get(kernel.spec.arch.name, 'qemu-system')} (or run 'lab setup')")
+    if not shutil.which("vng"):
+        raise HostError("virtme-ng (vng) not found", hint="pip install virtme-ng (or run 'lab setup')")
+
+
+def new_guest(kernel: Kernel, *, accel: accel_mod.Accel, timeouts: Timeouts, append: tuple[str, ...] = (),
+              log_path: Path | None = None, memory: str = "2G") -> Guest:
+    """A Guest for *kernel*, not booted yet."""
+    check_host(kernel)
+    if log_path is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        log_path = logs_dir() / f"{kernel.id}-{stamp}-{id(kernel) % 10000}.log"
+    config = VMConfig(image=kernel.files.image, arch=kernel.spec.arch, kvm=accel.kvm, append=append, memory=memory)
+    return Guest(config=config, log_path=log_path, boot_timeout=timeouts.boot, command_timeout=timeouts.command,
+                 label=kernel.id)

@@ -1,0 +1,72 @@
+"""The virtme-ng command line for a guest: built here as data, run by ``guest.py``."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .arches import Arch, host_arch
+from .errors import HostError
+
+#: The console shell that makes the guest predictable for pexpect.
+SHELL = Path(__file__).resolve().parent / "guest_files" / "shell.sh"
+
+
+@dataclass(frozen=True)
+class VMConfig:
+    """Everything that decides how one guest boots."""
+
+    #: Kernel image to boot.
+    image: Path
+    #: Guest architecture.
+    arch: Arch
+    #: Use KVM (else TCG emulation).
+    kvm: bool
+    #: Guest memory, QEMU syntax.
+    memory: str = "2G"
+    #: Guest CPUs.
+    cpus: int = 2
+    #: Root filesystem image for guests that cannot use the host's userland (foreign arch).
+    root_disk: Path | None = None
+    #: Filesystem type of *root_disk*.
+    root_fstype: str = "ext4"
+    #: busybox for the guest's early init (a foreign guest needs its own).
+    busybox: Path | None = None
+    #: Extra kernel command line words.
+    append: tuple[str, ...] = ()
+    #: Extra QEMU options.
+    qemu_opts: tuple[str, ...] = field(default=())
+    #: Guest hostname.
+    name: str = "ebpf-lab"
+
+
+def vng_binary() -> str:
+    found = shutil.which("vng")
+    if not found:
+        raise HostError("virtme-ng (vng) is not installed", hint="pip install virtme-ng, or run 'lab setup'")
+    return found
+
+
+def vng_command(config: VMConfig, *, vng: str = "vng", interactive: bool = False) -> list[str]:
+    """The argv that boots *config*: with our scripted console shell, or the user's own shell."""
+    argv = [vng, "--run", str(config.image), "--memory", config.memory, "--cpus", str(config.cpus),
+            "--name", config.name,
+            # virtiofsd fails to start here and costs seconds before virtme-ng falls back to 9p.
+            "--force-9p"]
+    if not interactive:
+        argv += ["--shell", str(SHELL)]
+    if config.arch.debian != host_arch().debian:
+        argv += ["--arch", config.arch.vng]
+    if not config.kvm:
+        argv.append("--disable-kvm")
+    if config.root_disk is not None:
+        argv += ["--root-disk", str(config.root_disk), "--root-fstype", config.root_fstype]
+    if config.busybox is not None:
+        argv += ["--busybox", str(config.busybox)]
+    # Kernel messages at loglevel 4 and up only: a panic still shows, boot chatter does not slow the console.
+    for word in ("loglevel=4", *config.append):
+        argv += ["--append", word]
+    for opt in config.qemu_opts:
+        argv += ["--qemu-opts", opt]
+    return argv

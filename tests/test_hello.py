@@ -1,0 +1,21 @@
+"""The tutorial, end to end: boot the kernel, run the hello lab, see Hello World! from trace_pipe."""
+
+from lab.labs import get_lab, run_lab
+
+
+def test_hello_lab_traces_execve(vm, kernel):
+    result = run_lab(vm, get_lab("hello"), attach_timeout=vm.command_timeout * 3)
+    assert "Hello World!" in result.matched
+    assert "bpf_trace_printk" in result.output
+
+
+def test_guest_runs_the_kernel_under_test(vm, kernel):
+    result = vm.run("uname -r")
+    assert result.returncode == 0
+    assert result.output.strip() == kernel.release
+
+
+def test_exit_status_and_output_come_back(vm):
+    result = vm.run("echo out; echo err >&2; exit_with() { return $1; }; exit_with 3")
+    assert result.returncode == 3
+    assert result.output.split() == ["out", "err"]
