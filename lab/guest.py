@@ -69,6 +69,8 @@ class Guest:
         self._log_file = None
         self._transcript: list[str] = []
         self._spawn_count = 0
+        #: Labs run in this guest (LabResult), newest last: the plugin reports their times.
+        self.lab_results: list = []
 
     # -- life cycle -------------------------------------------------------------------
 

@@ -139,8 +139,10 @@ def run_lab(guest: Guest, lab: Lab, *, program: Path | None = None, python: str 
                 raise _failure(lab, problem, process.output)
     finally:
         process.close()
-    return LabResult(lab=lab.name, passed=True, attach_seconds=attached - started, trace_seconds=traced - attached,
-                     total_seconds=time.monotonic() - started, output=process.output, matched=match.group(0))
+    result = LabResult(lab=lab.name, passed=True, attach_seconds=attached - started, trace_seconds=traced - attached,
+                       total_seconds=time.monotonic() - started, output=process.output, matched=match.group(0))
+    guest.lab_results.append(result)
+    return result
 
 
 def guest_scale(guest: Guest) -> float:

@@ -50,6 +50,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("lab_command_timeout", "default for --command-timeout", default="")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    # pytest-xdist: keep all tests of one kernel in one worker (they are xdist_group'ed by kernel
+    # id), so each kernel boots exactly once and two workers never run the same kernel.
+    if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") in ("no", "load"):
+        config.option.dist = "loadgroup"
+
+
 def _option(config: pytest.Config, name: str, ini: str) -> str | None:
     value = config.getoption(name)
     if value in (None, ""):
@@ -163,17 +171,56 @@ def vm(request: pytest.FixtureRequest, _lab_guest_slot: session.Kernel) -> Guest
                         pytrace=False)
         state.guests[kernel.id] = guest
         state.boots.setdefault(kernel.id, []).append(guest.boot_seconds or 0.0)
+        request.node.stash[_BOOTED] = True
     request.node.stash[_GUEST] = guest
+    request.node.stash[_LABS_BEFORE] = len(guest.lab_results)
     return guest
 
 
 _GUEST = pytest.StashKey[Guest]()
+_BOOTED = pytest.StashKey[bool]()
+_LABS_BEFORE = pytest.StashKey[int]()
+
+
+_LABELLED = pytest.StashKey[bool]()
+
+
+def _label(item: pytest.Item) -> None:
+    """Put the kernel (and its timings) into the test's properties, once: JUnit XML and the table read them."""
+    if item.stash.get(_LABELLED, False):
+        return
+    callspec = getattr(item, "callspec", None)
+    spec = callspec.params.get("kernel") if callspec else None
+    if not isinstance(spec, catalog.KernelSpec):
+        return
+    item.stash[_LABELLED] = True
+    item.user_properties.append(("kernel", spec.id))
+    item.user_properties.append(("arch", spec.arch.name))
+    from .fetch import cached
+
+    files = cached(spec)
+    if files is not None:
+        item.user_properties.append(("kernel_release", files.release))
+        item.user_properties.append(("kernel_version", files.version))
+    guest = item.stash.get(_GUEST, None)
+    if guest is not None:
+        if item.stash.get(_BOOTED, False):
+            item.user_properties.append(("boot_seconds", round(guest.boot_seconds or 0.0, 2)))
+        for result in guest.lab_results[item.stash.get(_LABS_BEFORE, 0):]:
+            item.user_properties.append(("lab", result.lab))
+            item.user_properties.append(("lab_attach_seconds", round(result.attach_seconds, 2)))
+            item.user_properties.append(("lab_seconds", round(result.total_seconds, 2)))
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type: ignore[no-untyped-def]
+    if call.when == "call" or (call.when == "setup" and call.excinfo is not None):
+        _label(item)
     outcome = yield
     report = outcome.get_result()
+    if report.when == "setup" and report.skipped:
+        _label(item)
+        report.user_properties = list(item.user_properties)
     if report.when != "call" or not report.failed:
         return
     guest = item.stash.get(_GUEST, None)
@@ -181,6 +228,26 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type
         return
     report.sections.append(("guest console (last lines)", console.tail(guest.transcript(), lines=40)))
     report.sections.append(("guest console log", str(guest.log_path)))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # Runs in the controller too under xdist, so the table covers every worker.
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        _REPORTS.append(report)
+
+
+_REPORTS: list[pytest.TestReport] = []
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
+    from .table import kernel_table
+
+    rows = [(r.nodeid, r.outcome, dict(r.user_properties)) for r in _REPORTS if dict(r.user_properties).get("kernel")]
+    if not rows:
+        return
+    terminalreporter.section("ebpf-lab: kernels x tests")
+    for line in kernel_table(rows):
+        terminalreporter.write_line(line)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

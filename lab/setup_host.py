@@ -9,9 +9,9 @@ from pathlib import Path
 
 #: Debian packages the kit needs on the host. BCC runs in the guest from the host's
 #: python3-bpfcc (x86_64); the rest boot, unpack and build guests.
-DEBIAN_PACKAGES = (
-    "qemu-system-x86", "qemu-system-arm", "python3-bpfcc", "busybox-static", "kmod",
-    "mmdebstrap", "e2fsprogs", "file", "python3-venv", "ca-certificates",
+DEBIAN_PACKAGES = tuple(
+    line.strip() for line in (Path(__file__).with_name("host-packages.txt")).read_text().splitlines()
+    if line.strip() and not line.startswith("#")
 )
 
 
