@@ -328,6 +328,8 @@ class _Tee:
     def write(self, text: str) -> None:
         self._chunks.append(text)
         self._file.write(text)
+        # Flushed as it comes: the log is what a user reads while a guest hangs.
+        self._file.flush()
 
     def flush(self) -> None:
         self._file.flush()

@@ -6,6 +6,8 @@ guests the same way.
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -24,6 +26,9 @@ from .vm import VMConfig
 BASE_BOOT_TIMEOUT = 60.0
 BASE_COMMAND_TIMEOUT = 60.0
 TCG_FACTOR = 3.0
+
+
+_serial = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,7 @@ def new_guest(kernel: Kernel, *, accel: accel_mod.Accel, timeouts: Timeouts, app
     check_host(kernel)
     if log_path is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        log_path = logs_dir() / f"{kernel.id}-{stamp}-{id(kernel) % 10000}.log"
+        log_path = logs_dir() / f"{kernel.id}-{stamp}-{os.getpid()}-{next(_serial)}.log"
     config = VMConfig(image=kernel.files.image, arch=kernel.spec.arch, kvm=accel.kvm, append=append, memory=memory)
     return Guest(config=config, log_path=log_path, boot_timeout=timeouts.boot, command_timeout=timeouts.command,
                  label=kernel.id)
