@@ -70,6 +70,10 @@ def kernel_dir(spec: KernelSpec) -> Path:
     return kernels_cache() / spec.id
 
 
+#: Bumped when the unpacked layout changes, so older cache entries are fetched again.
+FORMAT = 2
+
+
 def cached(spec: KernelSpec) -> KernelFiles | None:
     """The cached kernel for *spec*, or None when it has not been fetched (or is damaged)."""
     if spec.source == "local":
@@ -79,6 +83,8 @@ def cached(spec: KernelSpec) -> KernelFiles | None:
         return None
     try:
         files = KernelFiles.load(manifest)
+        if json.loads(manifest.read_text()).get("format", 1) < FORMAT:
+            return None
     except (OSError, ValueError, KeyError):
         return None
     if not files.image.is_file():
@@ -245,10 +251,25 @@ def relativize_links(root: Path) -> int:
     return changed
 
 
+def decompress_modules(modules: Path) -> int:
+    """Turn ``.ko.xz``/``.ko.zst`` into ``.ko``: virtme-ng's initramfs loads modules with busybox
+    insmod, which takes only plain ELF (it unpacks .zst itself, not .xz), so trixie's and newer
+    kernels would never find their 9p root otherwise."""
+    count = 0
+    for suffix, tool in ((".ko.xz", ["xz", "-d", "-f"]), (".ko.zst", ["zstd", "-d", "-f", "-q", "--rm"])):
+        found = [str(p) for p in modules.rglob(f"*{suffix}")]
+        for start in range(0, len(found), 500):
+            _run([*tool, *found[start:start + 500]], what=f"decompressing {suffix} modules", timeout=900)
+        count += len(found)
+    return count
+
+
 def _finish_tree(spec: KernelSpec, *, tmp: Path, packages: list[str]) -> KernelFiles:
     image, release = find_image(tmp)
     modules = find_modules(tmp, release)
     relativize_links(tmp)
+    if modules is not None:
+        decompress_modules(modules)
     if modules is not None:
         build = modules / "build"
         if not build.exists():
@@ -268,7 +289,7 @@ def _finish_tree(spec: KernelSpec, *, tmp: Path, packages: list[str]) -> KernelF
         "id": spec.id, "release": release, "version": version,
         "image": str(image.relative_to(tmp)),
         "modules": str(modules.relative_to(tmp)) if modules else None,
-        "packages": packages, "size": size, "fetched": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "format": FORMAT, "packages": packages, "size": size, "fetched": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     # Written last: its presence is what marks the tree complete.
     (tmp / "kernel.json").write_text(json.dumps(manifest, indent=2) + "\n")

@@ -76,7 +76,12 @@ class Guest:
 
     def boot(self) -> Guest:
         """Start QEMU and wait for the console shell; raises BootTimeout/GuestExited/GuestPanic."""
-        argv = vng_command(self.config, vng=vng_binary())
+        from . import prepared
+
+        if prepared.enabled(self.config):
+            argv = prepared.qemu_command(self.config)
+        else:
+            argv = vng_command(self.config, vng=vng_binary())
         log.info("+ %s", shlex.join(argv))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.log_path, "w", encoding="utf-8", errors="replace")
