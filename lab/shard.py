@@ -82,3 +82,21 @@ def select(items: Sequence[T], *, shard: Shard, key, costs: Mapping[str, float] 
 def _natural(kernel_id: str) -> tuple:
     # "6.12-amd64" after "6.1-amd64" and "5.10" before "6.1": compare numbers as numbers.
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", kernel_id) if p)
+
+
+def ci_matrix(specs: Sequence, *, shards: int | None = None, native: str = "") -> list[dict[str, str]]:  # type: ignore[type-arg]
+    """GitHub Actions ``strategy.matrix`` entries: one per shard (default: one per kernel).
+
+    Each entry says which ``--shard K/N`` to run and, for the job's name and its
+    kernel-cache key, which kernels (``kernel``) and guest architectures (``arch``)
+    that shard boots. ``native`` is the runner's Debian arch, for costing. More
+    shards than kernels would leave jobs with nothing to boot, so N is capped.
+    """
+    total = max(1, min(shards or len(specs), len(specs)))
+    costs = {s.id: 1.0 if not native or s.arch.debian == native else FOREIGN_ARCH_COST for s in specs}
+    by_id = {s.id: s for s in specs}
+    entries = []
+    for index, ids in enumerate(split(by_id, total=total, costs=costs), start=1):
+        arches = sorted({by_id[i].arch.name for i in ids})
+        entries.append({"shard": f"{index}/{total}", "kernel": ",".join(ids), "arch": ",".join(arches)})
+    return entries
