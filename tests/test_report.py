@@ -154,3 +154,15 @@ def test_html_renders_in_headless_chromium(tmp_path):
     assert dom.count('data-outcome="pass"') == 19
     assert dom.count('data-outcome="skip"') == 1
     assert 'id="time-chart"' in dom
+
+
+def test_recorded_shard_with_boot_timeouts_and_no_properties():
+    """Recorded: ``pytest --kernel all --shard 1/4`` on a loaded host, where 5.10 never booted."""
+    matrix = report.load([DATA / "recorded-shard-1-of-4-boot-timeout.xml"], known_kernels=KERNELS)
+    assert matrix.kernels == ["5.10-amd64"]
+    assert matrix.counts() == {"pass": 0, "skip": 0, "fail": 0, "error": 3}
+    case = matrix.cell(HELLO, "5.10-amd64")
+    assert case.message.startswith('failed on setup with "Failed: 5.10-amd64: boot did not finish within 180s')
+    assert case.properties == {}
+    # No properties: all the time is "other", and it is the test cases' own time.
+    assert matrix.time_per_kernel()["5.10-amd64"]["other"] == pytest.approx(183.142 + 182.751 + 182.498)

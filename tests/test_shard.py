@@ -146,3 +146,55 @@ def test_more_shards_than_kernels_leaves_empty_shards_empty(pytester: pytest.Pyt
     # Nothing to boot and the host tests belong to shard 1: pytest's "no tests ran".
     assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
     assert "NOTSET" not in result.stdout.str()
+
+
+FAKE_KERNELS = [("5.10", "amd64"), ("6.1", "amd64"), ("6.12", "amd64"), ("7.3", "amd64"), ("6.1", "arm64"), ("6.12", "arm64")]
+
+RUN_TESTS = """
+    import pytest
+
+    def test_kernel_is_prepared(kernel):
+        assert kernel.id.startswith("fake-")
+
+    def test_fails_on_7_3(kernel):
+        assert kernel.spec.series != "7.3", "pretend the lab breaks on 7.3"
+
+    @pytest.mark.kernel(">=6.1")
+    def test_skipped_on_5_10(kernel):
+        pass
+
+    def test_on_the_host():
+        pass
+"""
+
+
+def test_four_shards_report_the_same_matrix_as_one_run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
+    """The issue's "done when", without VMs: tests that take ``kernel`` but not ``vm`` boot nothing."""
+    from lab import report
+
+    kernels = pytester.mkdir("fake-kernels")
+    image = kernels / "vmlinuz"
+    image.write_bytes(b"not a kernel; never booted")
+    for series, arch in FAKE_KERNELS:
+        (kernels / f"{series}-{arch}.toml").write_text(
+            f'id = "fake-{series}-{arch}"\nseries = "{series}"\narch = "{arch}"\nsource = "local"\nimage = "vmlinuz"\n')
+    monkeypatch.setenv("EBPF_LAB_KERNELS", str(kernels))
+    pytester.makepyfile(test_run=RUN_TESTS)
+
+    def run(name: str, *args: str) -> Path:
+        junit = pytester.path / f"{name}.xml"
+        result = pytester.runpytest_subprocess("--kernel", "fake-*", "--arch", "all", "--no-header", "-q",
+                                               "-p", "no:cacheprovider", f"--junitxml={junit}", *args)
+        assert result.ret in (0, 1), result.stdout.str()
+        return junit
+
+    whole = report.load([run("whole")])
+    shards = report.load([run(f"shard-{k}", "--shard", f"{k}/4") for k in range(1, 5)])
+    assert shards.duplicates == []
+    assert shards.kernels == whole.kernels
+    assert len(whole.kernels) == len(FAKE_KERNELS) + 1  # and the host
+    outcomes = {key: case.outcome for key, case in whole.cells.items()}
+    assert {key: case.outcome for key, case in shards.cells.items()} == outcomes
+    assert whole.counts() == {"pass": 6 + 5 + 5 + 1, "fail": 1, "skip": 1, "error": 0}
+    table = report.render_table(whole)
+    assert report.render_table(shards).split("\ntime per kernel")[0] == table.split("\ntime per kernel")[0]
