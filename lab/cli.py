@@ -167,6 +167,39 @@ def cmd_setup(args: argparse.Namespace) -> int:
                           env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}).returncode
 
 
+def cmd_matrix(args: argparse.Namespace) -> int:
+    import json
+
+    from .shard import ci_matrix
+
+    specs = catalog.select(catalog.load_catalog(), kernels=args.kernel, arches=args.arch)
+    if args.shards is not None and args.shards < 1:
+        raise UsageError(f"--shards {args.shards}: need at least 1", hint="e.g. --shards 4")
+    entries = ci_matrix(specs, shards=args.shards, native=catalog.host_arch().debian)
+    if args.shards and args.shards > len(entries):
+        _say(f"only {len(entries)} kernels selected; using {len(entries)} shards instead of {args.shards}")
+    if args.format == "json":
+        print(json.dumps({"include": entries}, separators=(",", ":")))
+    else:
+        for entry in entries:
+            print(f"{entry['shard']:<6} {entry['arch']:<16} {entry['kernel']}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from . import report
+
+    paths = [Path(p) for p in args.results]
+    matrix = report.load(paths, known_kernels=list(catalog.load_catalog()))
+    print(report.render_table(matrix), end="")
+    if args.html:
+        out = Path(args.html)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report.render_html(matrix, title=args.title))
+        _say(f"HTML report: {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lab", description="Run eBPF labs in throw-away VMs on real kernels.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every command run")
@@ -202,6 +235,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("setup", help="install the Debian packages ebpf-lab needs (as root)")
     p.set_defaults(func=cmd_setup)
+    p = sub.add_parser("matrix", help="the selected kernels as a GitHub Actions strategy.matrix (one entry per shard)")
+    p.add_argument("--kernel", "-k", help="kernel id, series, comma list, glob or 'all' (default: the 6.1 kernel)")
+    p.add_argument("--arch", help="architecture(s): x86_64, arm64, comma list or 'all'")
+    p.add_argument("--shards", type=int, help="number of CI jobs (default: one per kernel); run each with --shard K/N")
+    p.add_argument("--format", choices=("json", "text"), default="json")
+    p.set_defaults(func=cmd_matrix)
+    p = sub.add_parser("report", help="merge JUnit XML files (of several shards) into a kernel x test matrix")
+    p.add_argument("results", nargs="+", metavar="RESULTS", help="JUnit XML files written by pytest --junitxml")
+    p.add_argument("--html", metavar="OUT", help="also write a self-contained HTML report here")
+    p.add_argument("--title", default="ebpf-lab test report")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

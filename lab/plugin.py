@@ -14,6 +14,7 @@ import pytest
 
 from . import accel as accel_mod
 from . import catalog, console, session
+from . import shard as shard_mod
 from .errors import LabError
 from .guest import Guest
 from .markers import kernel_matches
@@ -29,6 +30,8 @@ class _State:
     guests: dict[str, Guest] = field(default_factory=dict)
     boots: dict[str, list[float]] = field(default_factory=dict)
     accel: dict[str, accel_mod.Accel] = field(default_factory=dict)
+    #: ``--shard K/N``: this job runs only its share of the kernels (see lab/shard.py).
+    shard: shard_mod.Shard | None = None
 
 
 STATE = pytest.StashKey[_State]()
@@ -44,10 +47,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="seconds a guest may take to boot (default: scaled for KVM/TCG)")
     group.addoption("--command-timeout", action="store", type=float, default=None,
                     help="seconds a guest command may take (default: scaled for KVM/TCG)")
+    group.addoption("--shard", action="store", default=None, dest="lab_shard", metavar="K/N",
+                    help="run shard K of N: whole kernels split deterministically across N CI jobs")
     parser.addini("lab_kernel", "default for --kernel", default="")
     parser.addini("lab_arch", "default for --arch", default="")
     parser.addini("lab_boot_timeout", "default for --boot-timeout", default="")
     parser.addini("lab_command_timeout", "default for --command-timeout", default="")
+    parser.addini("lab_shard", "default for --shard", default="")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -73,17 +79,32 @@ def pytest_configure(config: pytest.Config) -> None:
                                arches=_option(config, "lab_arch", "lab_arch"))
     except LabError as error:
         raise pytest.UsageError(str(error)) from None
+    shard, specs = _apply_shard(config, specs)
     boot = _option(config, "boot_timeout", "lab_boot_timeout")
     command = _option(config, "command_timeout", "lab_command_timeout")
     config.stash[STATE] = _State(specs=specs, boot_timeout=float(boot) if boot else None,
-                                 command_timeout=float(command) if command else None)
+                                 command_timeout=float(command) if command else None, shard=shard)
+
+
+def _apply_shard(config: pytest.Config, specs: list[catalog.KernelSpec]) -> tuple[shard_mod.Shard | None, list[catalog.KernelSpec]]:
+    text = _option(config, "lab_shard", "lab_shard")
+    if not text:
+        return None, specs
+    try:
+        shard = shard_mod.parse_shard(text)
+    except LabError as error:
+        raise pytest.UsageError(str(error)) from None
+    native = catalog.host_arch().debian
+    costs = {s.id: 1.0 if s.arch.debian == native else shard_mod.FOREIGN_ARCH_COST for s in specs}
+    return shard, shard_mod.select(specs, shard=shard, key=lambda s: s.id, costs=costs)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     state = config.stash[STATE]
     from .fetch import cached
 
-    lines = [f"ebpf-lab kernels: {', '.join(s.id for s in state.specs)}"]
+    lines = [f"ebpf-lab kernels: {', '.join(s.id for s in state.specs) or 'none'}"
+             + (f" (shard {state.shard})" if state.shard else "")]
     native = next((s for s in state.specs if s.arch.debian == catalog.host_arch().debian), None)
     files = cached(native) if native else None
     verdict = accel_mod.detect(probe_image=files.image if files else None)
@@ -120,11 +141,34 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _deselect_other_shards(config, items)
     # With pytest-xdist's --dist loadgroup, all tests of one kernel go to one worker.
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec and "kernel" in callspec.params:
             item.add_marker(pytest.mark.xdist_group(callspec.params["kernel"].id))
+
+
+def _deselect_other_shards(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Kernel tests were already limited to this shard's kernels by pytest_generate_tests;
+    # what is left: tests that boot no kernel (shard 1 runs them) and the empty
+    # "NOTSET" parameter pytest makes when a shard has no kernel at all.
+    state = config.stash[STATE]
+    if state.shard is None:
+        return
+    mine = {s.id for s in state.specs}
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        param = callspec.params.get("kernel") if callspec else None
+        if "kernel" in getattr(item, "fixturenames", ()):
+            wanted = isinstance(param, catalog.KernelSpec) and param.id in mine
+        else:
+            wanted = state.shard.runs_host_tests
+        (keep if wanted else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture(scope="session")
