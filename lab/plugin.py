@@ -15,7 +15,7 @@ import pytest
 from . import accel as accel_mod
 from . import catalog, console, session
 from . import shard as shard_mod
-from .errors import LabError
+from .errors import BootTimeout, HostError, LabError
 from .guest import Guest
 from .markers import kernel_matches
 
@@ -30,6 +30,8 @@ class _State:
     guests: dict[str, Guest] = field(default_factory=dict)
     boots: dict[str, list[float]] = field(default_factory=dict)
     accel: dict[str, accel_mod.Accel] = field(default_factory=dict)
+    #: Kernels whose boot failed, with the error: their other tests fail at once.
+    boot_failures: dict[str, str] = field(default_factory=dict)
     #: ``--shard K/N``: this job runs only its share of the kernels (see lab/shard.py).
     shard: shard_mod.Shard | None = None
 
@@ -200,6 +202,11 @@ def vm(request: pytest.FixtureRequest, _lab_guest_slot: session.Kernel) -> Guest
     """
     kernel = _lab_guest_slot
     state = request.config.stash[STATE]
+    if kernel.id in state.boot_failures:
+        # A kernel that did not boot will not boot for the next test either: fail fast
+        # instead of waiting out the boot timeout once per test.
+        pytest.fail(f"{kernel.id}: not booted, an earlier boot in this session failed: {state.boot_failures[kernel.id]}",
+                    pytrace=False)
     guest = state.guests.get(kernel.id)
     if guest is None or not guest.alive:
         if guest is not None:
@@ -211,6 +218,8 @@ def vm(request: pytest.FixtureRequest, _lab_guest_slot: session.Kernel) -> Guest
             guest = session.new_guest(kernel, accel=verdict, timeouts=timeouts)
             guest.boot()
         except LabError as error:
+            if isinstance(error, (BootTimeout, HostError)) or not state.boots.get(kernel.id):
+                state.boot_failures[kernel.id] = str(error)
             pytest.fail(str(error) + (f"\n--- last console lines ---\n{error.tail}" if getattr(error, "tail", "") else ""),
                         pytrace=False)
         state.guests[kernel.id] = guest

@@ -1,0 +1,125 @@
+"""Pure parsers and planners, tested on recorded data: no VM boots here."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from lab import apt, catalog, console, prepared
+from lab.errors import CatalogError, UsageError
+from lab.fetch import relativize_links
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_deb822_sources_give_the_debian_mirror_not_security():
+    text = (
+        "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\nComponents: main\n\n"
+        "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n"
+    )
+    assert apt.pick_debian_mirror(apt.parse_deb822_sources(text)) == "http://mirror.example/debian"
+
+
+def test_one_line_sources_with_options():
+    text = "# comment\ndeb [arch=amd64 signed-by=/k.gpg] http://m.example/debian trixie main\n"
+    assert apt.parse_one_line_sources(text) == [apt.Source(uri="http://m.example/debian", suites=("trixie",))]
+
+
+def test_third_party_sources_are_not_a_debian_mirror():
+    text = "deb https://repo.example/apt cloud-sdk main\n"
+    assert apt.pick_debian_mirror(apt.parse_one_line_sources(text)) is None
+
+
+def test_mirror_override(monkeypatch):
+    monkeypatch.setenv("EBPF_LAB_MIRROR", "http://local.example/debian/")
+    assert apt.system_mirror() == "http://local.example/debian"
+
+
+def test_apt_cache_depends_parser():
+    out = "linux-image-amd64\n  Depends: linux-image-6.1.0-50-amd64\n  Recommends: foo\n |Depends: <virtual-x>\n"
+    assert apt.parse_depends(out) == ["linux-image-6.1.0-50-amd64", "virtual-x"]
+
+
+def test_console_clean_and_tail():
+    text = "\x1b[?2004hroot@x:/# ls\r\nfile\r\n\r\nlast\r\n"
+    assert console.clean(text) == "root@x:/# ls\nfile\n\nlast\n"
+    assert console.tail(text, lines=2) == "file\nlast"
+
+
+def test_no_panic_in_a_normal_boot_log():
+    assert console.find_panic((DATA / "boot-6.1-verbose.log").read_text(errors="replace")) is None
+
+
+def test_panic_is_found_with_its_report():
+    text = "ok\n[  5.1] sysrq: Trigger a crash\n[  5.2] Kernel panic - not syncing: sysrq triggered crash\n[  5.3] CPU: 0 PID: 1\n"
+    report = console.find_panic(text)
+    assert report is not None and report.startswith("[  5.2] Kernel panic") and "CPU: 0" in report
+
+
+def test_poll_answer_is_split_into_output_size_and_status():
+    assert console.parse_poll("a\nb\n\nLx:12:\n", nonce="Lx") == ("a\nb\n", 12, None)
+    assert console.parse_poll("\nLx:0:3\n", nonce="Lx") == ("", 0, 3)
+
+
+def test_last_error_line_prefers_the_compiler():
+    output = "/virtual/main.c:3:5: error: use of undeclared identifier 'x'\nTraceback...\nException: Failed to compile BPF module <text>\n"
+    assert console.last_error_line(output).startswith("/virtual/main.c:3:5: error:")
+    assert console.last_error_line("Traceback\nKeyError: 'x'\n") == "KeyError: 'x'"
+
+
+def test_prepared_boot_puts_our_init_first():
+    argv = ["qemu", "-append", "a=1 quiet init=/venv/virtme-ng-init", "-initrd", "/proc/self/fd/3"]
+    out = prepared.rewrite(argv, initramfs=Path("/c/initramfs.img"), init=Path("/lab/init.sh"))
+    assert out[-1] == "/c/initramfs.img"
+    assert out[2].split() == ["a=1", "quiet", "ebpflab_next=/venv/virtme-ng-init", "init=/lab/init.sh"]
+
+
+def test_absolute_links_become_relative_inside_the_tree(tmp_path):
+    (tmp_path / "usr/src/linux-headers-1").mkdir(parents=True)
+    moddir = tmp_path / "lib/modules/1"
+    moddir.mkdir(parents=True)
+    (moddir / "build").symlink_to("/usr/src/linux-headers-1")
+    assert relativize_links(tmp_path) == 1
+    assert os.readlink(moddir / "build") == "../../../usr/src/linux-headers-1"
+    assert (moddir / "build").resolve() == (tmp_path / "usr/src/linux-headers-1").resolve()
+
+
+def _catalog(tmp_path: Path) -> dict[str, catalog.KernelSpec]:
+    for series, arch, suite in (("5.10", "amd64", "bullseye"), ("6.1", "amd64", "bookworm"),
+                                ("6.12", "amd64", "trixie"), ("6.1", "arm64", "bookworm")):
+        (tmp_path / f"{series}-{arch}.toml").write_text(f'series = "{series}"\narch = "{arch}"\nsuite = "{suite}"\n')
+    return catalog.load_catalog(dirs=[tmp_path])
+
+
+def test_selection_by_id_series_glob_and_all(tmp_path):
+    cat = _catalog(tmp_path)
+    ids = lambda **kw: [s.id for s in catalog.select(cat, **kw)]  # noqa: E731
+    assert ids(kernels=None) == ["6.1-amd64"]
+    assert ids(kernels="6.*") == ["6.1-amd64", "6.12-amd64"]
+    assert ids(kernels="5.10,6.12") == ["5.10-amd64", "6.12-amd64"]
+    assert ids(kernels="all") == ["5.10-amd64", "6.1-amd64", "6.12-amd64"]
+    assert ids(kernels="all", arches="all") == ["5.10-amd64", "6.1-amd64", "6.12-amd64", "6.1-arm64"]
+    assert ids(kernels="6.1", arches="arm64") == ["6.1-arm64"]
+    assert ids(kernels="6.1-arm64") == ["6.1-arm64"]
+
+
+def test_unknown_kernel_and_arch_are_usage_errors(tmp_path):
+    cat = _catalog(tmp_path)
+    with pytest.raises(UsageError, match="no kernel in the catalog matches '4.19'"):
+        catalog.select(cat, kernels="4.19")
+    with pytest.raises(UsageError, match="unknown arch 'sparc'"):
+        catalog.select(cat, kernels="all", arches="sparc")
+
+
+def test_malformed_catalog_file_names_the_file(tmp_path):
+    (tmp_path / "bad.toml").write_text('series = "6.1"\narch = \n')
+    with pytest.raises(CatalogError, match="bad.toml"):
+        catalog.load_catalog(dirs=[tmp_path])
+
+
+def test_local_kernel_entry(tmp_path):
+    (tmp_path / "mine.toml").write_text('id = "mine"\nseries = "6.15"\narch = "x86_64"\nsource = "local"\nimage = "bzImage"\n')
+    spec = catalog.load_catalog(dirs=[tmp_path])["mine"]
+    assert spec.source == "local" and spec.image == (tmp_path / "bzImage").resolve()
