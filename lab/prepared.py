@@ -48,14 +48,14 @@ def _virtme_version() -> str:
 def _key(vng_argv: list[str], image: Path) -> str:
     stat = image.stat()
     material = json.dumps([vng_argv[1:], str(image), stat.st_size, stat.st_mtime_ns, _virtme_version(),
-                           INIT.read_text()])
+                           INIT.read_text(), os.environ.get("EBPF_LAB_9P_CACHE", "1")])
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
 def qemu_command(config: VMConfig) -> list[str]:
     """The QEMU argv for *config*, prepared (and cached) on first use."""
     vng_argv = vng_command(config, vng=vng_binary())
-    directory = cache_dir() / "boot" / _key(vng_argv, config.image)
+    directory = cache_dir() / "boot" / _key([*vng_argv, *map(str, config.fast_dirs)], config.image)
     manifest = directory / "qemu.json"
     if manifest.is_file():
         try:
@@ -91,7 +91,7 @@ def _prepare(config: VMConfig, *, vng_argv: list[str], directory: Path) -> list[
     # --overlay-rwdir puts overlay.ko into the initramfs, as vng's default overlays do.
     _run([virtme_run, "--kimg", str(config.image), "--mods", "auto", "--force-9p", "--overlay-rwdir", "/tmp",
           "--save-initramfs", str(tmp / "initramfs.img"), "--dry-run"], what="building the initramfs")
-    argv = rewrite(argv, initramfs=initramfs, init=INIT)
+    argv = rewrite(argv, initramfs=initramfs, init=INIT, binds=config.fast_dirs)
     (tmp / "qemu.json").write_text(json.dumps({"argv": argv}, indent=1))
     try:
         os.rename(tmp, directory)
@@ -103,8 +103,11 @@ def _prepare(config: VMConfig, *, vng_argv: list[str], directory: Path) -> list[
     return json.loads((directory / "qemu.json").read_text())["argv"]
 
 
-def rewrite(argv: list[str], *, initramfs: Path, init: Path) -> list[str]:
-    """virtme-ng's QEMU argv with our saved initramfs and our init in front of virtme-ng-init. Pure."""
+def rewrite(argv: list[str], *, initramfs: Path, init: Path, binds: tuple[Path, ...] = ()) -> list[str]:
+    """virtme-ng's QEMU argv with our saved initramfs and our init in front of virtme-ng-init. Pure.
+
+    *binds* are host directories our init serves from its cached 9p mount (the kernel's headers).
+    """
     out = list(argv)
     if "-initrd" in out:
         out[out.index("-initrd") + 1] = str(initramfs)
@@ -114,6 +117,10 @@ def rewrite(argv: list[str], *, initramfs: Path, init: Path) -> list[str]:
         if word.startswith("init="):
             # Unknown name=value kernel parameters reach PID 1 as environment variables.
             words[i] = f"ebpflab_next={word[len('init='):]}"
+    if binds:
+        words.append("ebpflab_bind=" + ":".join(str(b) for b in binds))
+    if os.environ.get("EBPF_LAB_9P_CACHE", "1") == "0":
+        words.append("ebpflab_cache=0")
     words.append(f"init={init}")
     out[index] = " ".join(shlex.quote(w) if " " in w else w for w in words)
     return out

@@ -108,6 +108,7 @@ def new_guest(kernel: Kernel, *, accel: accel_mod.Accel, timeouts: Timeouts, app
     if log_path is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         log_path = logs_dir() / f"{kernel.id}-{stamp}-{os.getpid()}-{next(_serial)}.log"
-    config = VMConfig(image=kernel.files.image, arch=kernel.spec.arch, kvm=accel.kvm, append=append, memory=memory)
+    config = VMConfig(image=kernel.files.image, arch=kernel.spec.arch, kvm=accel.kvm, append=append, memory=memory,
+                      fast_dirs=(kernel.files.root,) if kernel.spec.source != "local" else ())
     return Guest(config=config, log_path=log_path, boot_timeout=timeouts.boot, command_timeout=timeouts.command,
                  label=kernel.id)

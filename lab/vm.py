@@ -39,6 +39,8 @@ class VMConfig:
     qemu_opts: tuple[str, ...] = field(default=())
     #: Guest hostname.
     name: str = "ebpf-lab"
+    #: Host directories read heavily in the guest (kernel headers), served through a cached 9p mount.
+    fast_dirs: tuple[Path, ...] = ()
 
 
 def vng_binary() -> str:

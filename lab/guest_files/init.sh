@@ -1,12 +1,25 @@
 #!/bin/sh
-# PID 1 for a prepared boot, run before virtme-ng-init (whose path the kernel hands us in
-# $ebpflab_next, from the command line). It hides udevd from the guest: virtme-ng-init starts
-# udev whenever the host has it installed, and its coldplug costs 10-40 s under TCG while the
-# labs need no device events. An overlay with a whiteout hides it; virtme-ng-init's own /usr
-# overlay then stacks on top of ours and keeps it hidden.
+# PID 1 of a prepared boot (lab/prepared.py), run before virtme-ng-init, whose path the
+# kernel hands us in $ebpflab_next (unknown name=value boot parameters become init's
+# environment). Two things virtme-ng cannot be told:
+#
+# 1. Hide udevd. virtme-ng-init starts udev whenever the host has it installed; its
+#    coldplug costs 10-40 s under TCG, and the labs need no device events. An overlay on
+#    /usr with a whiteout hides it; virtme-ng-init's own /usr overlay stacks on ours.
+# 2. Read /usr and the kernel's headers through a second 9p mount of the host root with
+#    cache=loose: virtme mounts the root uncached, so every file BCC and clang open (Python,
+#    libLLVM, thousands of kernel headers) costs round trips to QEMU on each access. The
+#    guest is thrown away after the run, so a cache that never revalidates is safe.
 mount -t tmpfs -o mode=0755 ebpf-lab /run
-mkdir -p /run/.ebpf-lab/upper /run/.ebpf-lab/work
-if mount -t overlay -o lowerdir=/usr,upperdir=/run/.ebpf-lab/upper,workdir=/run/.ebpf-lab/work ebpf-lab /usr; then
+mkdir -p /run/.ebpf-lab/upper /run/.ebpf-lab/work /run/.ebpf-lab/host
+lower=/usr
+if [ "${ebpflab_cache:-1}" = 1 ] && mount -t 9p -o ro,trans=virtio,version=9p2000.L,access=any,msize=524288,cache=loose /dev/root /run/.ebpf-lab/host; then
+    lower=/run/.ebpf-lab/host/usr
+    for dir in $(echo "${ebpflab_bind:-}" | tr ':' ' '); do
+        [ -d "/run/.ebpf-lab/host$dir" ] && mount --bind "/run/.ebpf-lab/host$dir" "$dir"
+    done
+fi
+if mount -t overlay -o "lowerdir=$lower,upperdir=/run/.ebpf-lab/upper,workdir=/run/.ebpf-lab/work" ebpf-lab /usr; then
     rm -f /usr/lib/systemd/systemd-udevd /usr/sbin/udevd
 fi
 exec "$ebpflab_next"
