@@ -220,10 +220,11 @@ def fix_up(tree: Path) -> None:
         link = sbin / applet
         if not os.path.lexists(link):
             link.symlink_to("/usr/bin/busybox" if (tree / "usr/bin/busybox").exists() else "/bin/busybox")
-    for sh in (tree / "usr/bin/sh", tree / "bin/sh"):
-        if os.path.lexists(sh) or sh.parent.is_symlink():
+    # dash's postinst makes /bin/sh on some releases; link it beside dash wherever dash is.
+    for bindir in (tree / "bin", tree / "usr/bin"):
+        if bindir.is_symlink() or not (bindir / "dash").exists() or os.path.lexists(bindir / "sh"):
             continue
-        sh.symlink_to("dash")
+        (bindir / "sh").symlink_to("dash")
     (tree / "root").mkdir(mode=0o700, exist_ok=True)
     for name in ("tmp", "run", "proc", "sys", "dev"):
         (tree / name).mkdir(exist_ok=True)
