@@ -207,3 +207,20 @@ def test_cached_rootfs_is_found_only_when_complete(tmp_path, monkeypatch):
     assert found is not None and found.disk == directory / "root.ext4"
     (directory / "rootfs.json").write_text(json.dumps({**manifest, "layout": rootfs.LAYOUT - 1}))
     assert rootfs.cached(name) is None  # an older layout is rebuilt
+
+
+pytest_plugins = ["pytester"]
+
+
+def test_arch_marker_skips_other_architectures(pytester):
+    """``@pytest.mark.arch("x86_64")`` skips a test on arm64 targets, without fetching or booting anything."""
+    pytester.makepyfile(test_marked="""
+        import pytest
+
+        @pytest.mark.arch("x86_64")
+        def test_native_only(kernel):
+            raise AssertionError("must not run on arm64")
+    """)
+    result = pytester.runpytest("--kernel", "6.1-arm64,6.12-arm64", "-rs", "-p", "no:cacheprovider")
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines(["*kernel 6.1-arm64 is aarch64; test needs x86_64*"])
