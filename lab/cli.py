@@ -34,9 +34,10 @@ def _too_many(specs: list[catalog.KernelSpec]) -> catalog.KernelSpec:
 
 
 def _boot(spec: catalog.KernelSpec, args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    kernel = session.prepare(spec, progress=_say)
+    kernel = session.with_rootfs(session.prepare(spec, progress=_say), progress=_say)
     accel = session.choose_accel(kernel)
-    timeouts = session.timeouts_for(kvm=accel.kvm, boot=args.boot_timeout, command=args.command_timeout)
+    timeouts = session.timeouts_for(kvm=accel.kvm, boot=args.boot_timeout, command=args.command_timeout,
+                                    foreign=session.needs_rootfs(spec))
     guest = session.new_guest(kernel, accel=accel, timeouts=timeouts)
     _say(f"booting {kernel.id} ({kernel.release}) under {accel.name.upper()}; console log: {guest.log_path}")
     return kernel, timeouts, guest
@@ -88,14 +89,13 @@ def _run_or_check(args: argparse.Namespace, *, lab: labs.Lab, program: Path | No
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
-    from .vm import VMConfig, vng_command
+    from .vm import vng_command
 
     spec = _select_one(args)
-    kernel = session.prepare(spec, progress=_say)
+    kernel = session.with_rootfs(session.prepare(spec, progress=_say), progress=_say)
     accel = session.choose_accel(kernel)
     session.check_host(kernel)
-    config = VMConfig(image=kernel.files.image, arch=spec.arch, kvm=accel.kvm)
-    argv = vng_command(config, interactive=True)
+    argv = vng_command(session.vm_config(kernel, accel=accel), interactive=True)
     _say(f"{kernel.id} under {accel.name.upper()}; labs are in {labs.LABS_DIR}; leave with 'exit' or Ctrl-D")
     return subprocess.call(argv, cwd=labs.LABS_DIR)
 
@@ -118,7 +118,7 @@ def cmd_kernels(args: argparse.Namespace) -> int:
 def cmd_fetch(args: argparse.Namespace) -> int:
     specs = catalog.select(catalog.load_catalog(), kernels=",".join(args.kernels) or None, arches=args.arch)
     for spec in specs:
-        kernel = session.prepare(spec, progress=_say)
+        kernel = session.with_rootfs(session.prepare(spec, progress=_say), progress=_say)
         print(f"{kernel.id}: {kernel.release} ({kernel.files.version}) in {kernel.files.root}")
     return 0
 

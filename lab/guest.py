@@ -24,7 +24,7 @@ import pexpect
 
 from . import console
 from .errors import BootTimeout, CommandTimeout, GuestError, GuestExited, GuestPanic
-from .vm import VMConfig, vng_binary, vng_command
+from .vm import VMConfig, guest_path, vng_binary, vng_command
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +166,29 @@ class Guest:
         result = self.run(launch, timeout=30)
         pid = int(result.output.strip().splitlines()[-1])
         return Process(guest=self, command=command, pid=pid, out=out, on_output=on_output)
+
+    def guest_path(self, host: Path) -> str | None:
+        """Where this guest sees the host path *host*; None when it cannot (a root-disk guest sees only shares)."""
+        return guest_path(host, root_disk=self.config.root_disk is not None, rodirs=self.config.rodirs)
+
+    def visible_path(self, host: Path) -> str:
+        """A guest path with the contents of the host file *host*: where the guest sees it, else a copy.
+
+        The copy travels through the console (base64, in chunks under the tty's line
+        limit) into /tmp, so a student's program anywhere on the host reaches a
+        root-disk guest without sharing its directory.
+        """
+        seen = self.guest_path(host)
+        if seen is not None:
+            return seen
+        data = base64.b64encode(host.read_bytes()).decode()
+        target = f"/tmp/.ebpf-lab-files/{secrets.token_hex(4)}/{host.name}"
+        self.run(f"mkdir -p {shlex.quote(target.rsplit('/', 1)[0])}; : > {shlex.quote(target)}.b64", check=True, timeout=30)
+        step = 3000
+        for start in range(0, len(data), step):
+            self.run(f"printf %s {data[start:start + step]} >> {shlex.quote(target)}.b64", check=True, timeout=30)
+        self.run(f"base64 -d {shlex.quote(target)}.b64 > {shlex.quote(target)}", check=True, timeout=30)
+        return target
 
     def transcript(self) -> str:
         """Everything the console printed so far."""

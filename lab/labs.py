@@ -117,8 +117,9 @@ def run_lab(guest: Guest, lab: Lab, *, program: Path | None = None, python: str 
     started = time.monotonic()
     for command in lab.setup:
         guest.run(command, check=True)
-    guest.run(f"cd {lab.directory}")
-    process = guest.spawn(f"exec {python} {program}", on_output=on_output)
+    # A root-disk guest sees the lab directory through a share, and gets a copy of a program it cannot see.
+    guest.run(f"cd {guest.guest_path(lab.directory) or '/tmp'}")
+    process = guest.spawn(f"exec {python} {guest.visible_path(program)}", on_output=on_output)
     try:
         _wait_ready(guest, lab, process, timeout=attach_timeout)
         attached = time.monotonic()

@@ -214,7 +214,8 @@ def vm(request: pytest.FixtureRequest, _lab_guest_slot: session.Kernel) -> Guest
         try:
             verdict = state.accel.get(kernel.id) or session.choose_accel(kernel)
             state.accel[kernel.id] = verdict
-            timeouts = session.timeouts_for(kvm=verdict.kvm, boot=state.boot_timeout, command=state.command_timeout)
+            timeouts = session.timeouts_for(kvm=verdict.kvm, boot=state.boot_timeout, command=state.command_timeout,
+                                            foreign=session.needs_rootfs(kernel.spec))
             guest = session.new_guest(kernel, accel=verdict, timeouts=timeouts)
             guest.boot()
         except LabError as error:

@@ -14,18 +14,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import accel as accel_mod
+from . import rootfs as rootfs_mod
 from .arches import host_arch
 from .catalog import KernelSpec
 from .errors import HostError
 from .fetch import KernelFiles, Progress, fetch
 from .guest import Guest
 from .settings import logs_dir, timeout_scale
-from .vm import VMConfig
+from .vm import VMConfig, guest_shell, root_disk_shares
 
 #: Timeouts under KVM; TCG multiplies them (emulation is ~10x slower, and CI runs two guests at once).
 BASE_BOOT_TIMEOUT = 60.0
 BASE_COMMAND_TIMEOUT = 60.0
 TCG_FACTOR = 3.0
+#: Extra factor for a guest of another architecture than the host's.
+FOREIGN_FACTOR = 3.0
 
 
 _serial = itertools.count(1)
@@ -37,6 +40,8 @@ class Kernel:
 
     spec: KernelSpec
     files: KernelFiles
+    #: The guest's own root filesystem; None when it boots on the host's userland.
+    rootfs: rootfs_mod.RootFS | None = None
 
     @property
     def id(self) -> str:
@@ -67,9 +72,14 @@ class Timeouts:
     attach: float
 
 
-def timeouts_for(*, kvm: bool, boot: float | None = None, command: float | None = None) -> Timeouts:
-    """Timeouts scaled for the accelerator and ``$EBPF_LAB_TIMEOUT_SCALE``; explicit values win."""
-    scale = timeout_scale() * (1.0 if kvm else TCG_FACTOR)
+def timeouts_for(*, kvm: bool, boot: float | None = None, command: float | None = None,
+                 foreign: bool = False) -> Timeouts:
+    """Timeouts scaled for the accelerator and ``$EBPF_LAB_TIMEOUT_SCALE``; explicit values win.
+
+    A *foreign* guest (arm64 on x86_64) is emulated instruction by instruction, BCC's
+    LLVM included: measured 2-4x slower again than an emulated native guest.
+    """
+    scale = timeout_scale() * (1.0 if kvm else TCG_FACTOR) * (FOREIGN_FACTOR if foreign else 1.0)
     return Timeouts(
         boot=boot if boot else BASE_BOOT_TIMEOUT * scale,
         command=command if command else BASE_COMMAND_TIMEOUT * scale,
@@ -77,9 +87,26 @@ def timeouts_for(*, kvm: bool, boot: float | None = None, command: float | None 
     )
 
 
+def needs_rootfs(spec: KernelSpec) -> bool:
+    """A foreign-architecture guest cannot run the host's userland: it boots its own."""
+    return spec.arch.debian != host_arch().debian
+
+
 def prepare(spec: KernelSpec, *, progress: Progress = lambda _: None) -> Kernel:
-    """Fetch *spec* if needed (a no-op when cached)."""
+    """Fetch *spec* if needed (a no-op when cached). Its root filesystem, if it needs one, is built at first boot."""
     return Kernel(spec=spec, files=fetch(spec, progress=progress))
+
+
+def with_rootfs(kernel: Kernel, *, progress: Progress = lambda _: None) -> Kernel:
+    """*kernel* with its root filesystem built (foreign arch), or unchanged when it boots on the host's root."""
+    if kernel.rootfs is not None or not needs_rootfs(kernel.spec):
+        return kernel
+    spec = kernel.spec
+    if not spec.userland:
+        raise HostError(f"kernel {spec.id} is {spec.arch.name} and needs a Debian userland to boot",
+                        hint=f"add userland = \"bookworm\" (or another suite) to {spec.path}")
+    root = rootfs_mod.ensure(suite=spec.userland, arch=spec.arch, kernel=kernel.files, progress=progress)
+    return Kernel(spec=spec, files=kernel.files, rootfs=root)
 
 
 def choose_accel(kernel: Kernel) -> accel_mod.Accel:
@@ -108,7 +135,21 @@ def new_guest(kernel: Kernel, *, accel: accel_mod.Accel, timeouts: Timeouts, app
     if log_path is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         log_path = logs_dir() / f"{kernel.id}-{stamp}-{os.getpid()}-{next(_serial)}.log"
-    config = VMConfig(image=kernel.files.image, arch=kernel.spec.arch, kvm=accel.kvm, append=append, memory=memory,
-                      fast_dirs=(kernel.files.root,) if kernel.spec.source != "local" else ())
+    config = vm_config(kernel, accel=accel, append=append, memory=memory)
     return Guest(config=config, log_path=log_path, boot_timeout=timeouts.boot, command_timeout=timeouts.command,
                  label=kernel.id)
+
+
+def vm_config(kernel: Kernel, *, accel: accel_mod.Accel, append: tuple[str, ...] = (), memory: str = "2G") -> VMConfig:
+    """How *kernel* boots: on the host's root, or from its own root disk with the lab package shared."""
+    kernel = with_rootfs(kernel)
+    if kernel.rootfs is None:
+        return VMConfig(image=kernel.files.image, arch=kernel.spec.arch, kvm=accel.kvm, append=append, memory=memory,
+                        fast_dirs=(kernel.files.root,) if kernel.spec.source != "local" else ())
+    shares = root_disk_shares()
+    return VMConfig(
+        # The image beside its own lib/modules, so virtme-ng exports the right modules.
+        image=kernel.rootfs.kernel_image, arch=kernel.spec.arch, kvm=accel.kvm, append=append, memory=memory,
+        root_disk=kernel.rootfs.disk, root_fstype="ext4", busybox=kernel.rootfs.busybox,
+        rodirs=shares, shell=guest_shell(shares),
+    )

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: Debian packages the kit needs on the host. BCC runs in the guest from the host's
-#: python3-bpfcc (x86_64); the rest boot, unpack and build guests.
+#: python3-bpfcc (x86_64); the rest boot, unpack and build guests (foreign-arch guests boot
+#: a Debian rootfs made with mmdebstrap and mkfs.ext4).
 DEBIAN_PACKAGES = tuple(
     line.strip() for line in (Path(__file__).with_name("host-packages.txt")).read_text().splitlines()
     if line.strip() and not line.startswith("#")
@@ -33,6 +34,8 @@ def checks() -> list[Check]:
 
     tool("qemu-system-x86_64", "qemu-system-x86")
     tool("qemu-system-aarch64", "qemu-system-arm")
+    tool("qemu-system-riscv64", "qemu-system-misc")
+    tool("mkfs.ext4", "e2fsprogs")
     tool("vng", "virtme-ng (pip install virtme-ng)")
     tool("busybox", "busybox-static")
     tool("depmod", "kmod")

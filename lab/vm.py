@@ -11,6 +11,11 @@ from .errors import HostError
 
 #: The console shell that makes the guest predictable for pexpect.
 SHELL = Path(__file__).resolve().parent / "guest_files" / "shell.sh"
+#: The lab package directory (console shell, labs), which root-disk guests see at GUEST_LAB_DIR.
+LAB_PACKAGE = Path(__file__).resolve().parent
+#: Where a root-disk guest finds LAB_PACKAGE: under /run, a tmpfs by the time virtme-ng's
+#: init mounts shared directories (the image itself is mounted read-only, so no new mount points there).
+GUEST_LAB_DIR = "/run/ebpf-lab/lab"
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,40 @@ class VMConfig:
     name: str = "ebpf-lab"
     #: Host directories read heavily in the guest (kernel headers), served through a cached 9p mount.
     fast_dirs: tuple[Path, ...] = ()
+    #: Host directories shared read-only, as (guest path, host path): a root-disk guest sees no host path otherwise.
+    rodirs: tuple[tuple[str, Path], ...] = ()
+    #: The console shell as the guest sees it (default: SHELL, visible when the guest uses the host's root).
+    shell: str = ""
+
+
+def root_disk_shares() -> tuple[tuple[str, Path], ...]:
+    """What a root-disk guest needs from the host: the lab package (console shell and labs)."""
+    return ((GUEST_LAB_DIR, LAB_PACKAGE),)
+
+
+def guest_shell(rodirs: tuple[tuple[str, Path], ...]) -> str:
+    """The console shell's path in a guest that has *rodirs*."""
+    path = guest_path(SHELL, root_disk=True, rodirs=rodirs)
+    if path is None:
+        raise HostError(f"the console shell {SHELL} is not shared with the guest", hint="report this")
+    return path
+
+
+def guest_path(host: Path, *, root_disk: bool, rodirs: tuple[tuple[str, Path], ...]) -> str | None:
+    """Where the guest sees the host path *host*, or None when it cannot see it.
+
+    A guest on the host's root sees every host path as it is; a root-disk guest
+    only what is shared with it.
+    """
+    host = host.resolve()
+    if not root_disk:
+        return str(host)
+    for guest_dir, host_dir in rodirs:
+        host_dir = host_dir.resolve()
+        if host == host_dir or host_dir in host.parents:
+            rel = host.relative_to(host_dir)
+            return guest_dir if rel == Path() else f"{guest_dir}/{rel.as_posix()}"
+    return None
 
 
 def vng_binary() -> str:
@@ -57,7 +96,7 @@ def vng_command(config: VMConfig, *, vng: str = "vng", interactive: bool = False
             # virtiofsd fails to start here and costs seconds before virtme-ng falls back to 9p.
             "--force-9p"]
     if not interactive:
-        argv += ["--shell", str(SHELL)]
+        argv += ["--shell", config.shell or str(SHELL)]
     if config.arch.debian != host_arch().debian:
         argv += ["--arch", config.arch.vng]
     if not config.kvm:
@@ -66,6 +105,8 @@ def vng_command(config: VMConfig, *, vng: str = "vng", interactive: bool = False
         argv += ["--root-disk", str(config.root_disk), "--root-fstype", config.root_fstype]
     if config.busybox is not None:
         argv += ["--busybox", str(config.busybox)]
+    for guest_dir, host_dir in config.rodirs:
+        argv.append(f"--rodir={guest_dir}={host_dir}")
     # Kernel messages at loglevel 4 and up only: a panic still shows, boot chatter does not slow the console.
     for word in ("loglevel=4", *config.append):
         argv += ["--append", word]
