@@ -93,14 +93,55 @@ def cached(spec: KernelSpec) -> KernelFiles | None:
 
 
 def local_kernel(spec: KernelSpec) -> KernelFiles:
-    """A user's own kernel, booted straight from where it is."""
+    """A user's own kernel: a small tree of links in the cache, laid out as virtme-ng expects.
+
+    ``boot/vmlinuz-<release>`` links to the image and ``lib/modules/<release>`` links to
+    each entry of the user's modules directory, with ``build`` pointing at *headers* when
+    given, so BCC in the guest finds them. Nothing is copied.
+    """
     assert spec.image is not None
     if not spec.image.is_file():
         raise FetchError(f"kernel {spec.id}: image {spec.image} does not exist", hint=f"fix 'image' in {spec.path}")
-    modules = spec.modules
-    release = modules.name if modules else "unknown"
-    return KernelFiles(id=spec.id, release=release, version="local", image=spec.image, modules=modules,
-                       root=spec.image.parent, size=spec.image.stat().st_size)
+    if spec.modules is not None and not spec.modules.is_dir():
+        raise FetchError(f"kernel {spec.id}: modules directory {spec.modules} does not exist",
+                         hint=f"fix 'modules' in {spec.path}")
+    if spec.headers is not None and not (spec.headers / "Makefile").is_file():
+        raise FetchError(f"kernel {spec.id}: {spec.headers} is not a kernel headers or build directory",
+                         hint=f"fix 'headers' in {spec.path} (it needs a Makefile and include/)")
+    release = spec.modules.name if spec.modules is not None else _image_release(spec.image)
+    root = kernel_dir(spec)
+    image_link = root / "boot" / f"vmlinuz-{release}"
+    if image_link.is_symlink() and Path(os.readlink(image_link)) == spec.image:
+        moddir = root / "lib" / "modules" / release
+        return KernelFiles(id=spec.id, release=release, version="local", image=image_link, modules=moddir,
+                           root=root, size=spec.image.stat().st_size)
+    tmp = root.with_name(f".{spec.id}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "boot").mkdir(parents=True)
+    (tmp / "boot" / f"vmlinuz-{release}").symlink_to(spec.image)
+    moddir = tmp / "lib" / "modules" / release
+    moddir.mkdir(parents=True)
+    if spec.modules is not None:
+        for entry in spec.modules.iterdir():
+            # Debian-style trees split headers in two: build (arch) and source (common); keep both.
+            if not (entry.name == "build" and spec.headers is not None):
+                (moddir / entry.name).symlink_to(entry.resolve() if entry.is_symlink() else entry)
+    build = spec.headers or (spec.modules / "build" if spec.modules is not None else None)
+    if build is not None and build.exists() and not (moddir / "build").is_symlink():
+        (moddir / "build").symlink_to(build.resolve())
+    shutil.rmtree(root, ignore_errors=True)
+    os.rename(tmp, root)
+    return KernelFiles(id=spec.id, release=release, version="local", image=root / "boot" / f"vmlinuz-{release}",
+                       modules=root / "lib" / "modules" / release, root=root, size=spec.image.stat().st_size)
+
+
+def _image_release(image: Path) -> str:
+    """``uname -r`` of a kernel image, read from its version string."""
+    data = image.read_bytes()
+    match = re.search(rb"Linux version (\S+)", data) or re.search(rb"(\d+\.\d+\.\d+\S*) \(\S+@\S+\)", data)
+    if not match:
+        raise FetchError(f"cannot tell the release of {image}", hint="add 'modules' (lib/modules/<release>) to the entry")
+    return match.group(1).decode(errors="replace")
 
 
 def private_apt(*, suites: tuple[str, ...], arch: str) -> PrivateApt:
