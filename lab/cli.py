@@ -35,6 +35,8 @@ def _too_many(specs: list[catalog.KernelSpec]) -> catalog.KernelSpec:
 
 def _boot(spec: catalog.KernelSpec, args: argparse.Namespace):  # type: ignore[no-untyped-def]
     kernel = session.prepare(spec, progress=_say)
+    # Before the accelerator probe: without QEMU the probe would only say "TCG".
+    session.check_host(kernel)
     accel = session.choose_accel(kernel)
     timeouts = session.timeouts_for(kvm=accel.kvm, boot=args.boot_timeout, command=args.command_timeout)
     guest = session.new_guest(kernel, accel=accel, timeouts=timeouts)

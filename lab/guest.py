@@ -24,7 +24,7 @@ import pexpect
 
 from . import console
 from .errors import BootTimeout, CommandTimeout, GuestError, GuestExited, GuestPanic
-from .vm import VMConfig, vng_binary, vng_command
+from .vm import VMConfig, check_files, vng_binary, vng_command
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ class Guest:
 
     def boot(self) -> Guest:
         """Start QEMU and wait for the console shell; raises BootTimeout/GuestExited/GuestPanic."""
+        check_files(self.config)
         argv = vng_command(self.config, vng=vng_binary())
         log.info("+ %s", shlex.join(argv))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
