@@ -201,11 +201,14 @@ class Guest:
             return
         assert self._child is not None
         self._child.sendcontrol("c")
-        self._child.sendline("")
+        # Resynchronise on a marker only a fresh command can print: waiting a fixed time for
+        # "the extra prompt" loses the race on a loaded host, and then every later command
+        # would read the previous command's prompt and status.
+        self._spawn_count += 1
+        token = f"{self.nonce}-sync-{self._spawn_count}"
+        self._child.sendline(f"printf '%s-sync-%s\\n' {self.nonce} {self._spawn_count}")
         try:
-            self._child.expect(console.prompt_pattern(self.nonce), timeout=15)
-            # Drain the extra prompt from the empty line, if any.
-            self._child.expect([console.prompt_pattern(self.nonce), pexpect.TIMEOUT], timeout=2)
+            self._child.expect(re.escape(token) + r"\s*" + console.prompt_pattern(self.nonce), timeout=60)
         except (pexpect.TIMEOUT, pexpect.EOF):
             self.close()
 

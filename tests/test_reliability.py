@@ -140,6 +140,9 @@ def test_hung_command_times_out_and_the_guest_stays_usable(vm):
     assert vm.alive
     result = vm.run("echo still-here")
     assert result.returncode == 0 and result.output.strip() == "still-here"
+    # In step: each answer belongs to its own command, not to the one before.
+    assert vm.run("(exit 7)").returncode == 7
+    assert vm.run("echo $((40 + 2))").output.strip() == "42"
 
 
 def test_guest_writes_do_not_reach_the_host(vm):
