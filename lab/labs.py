@@ -118,7 +118,9 @@ def run_lab(guest: Guest, lab: Lab, *, program: Path | None = None, python: str 
     for command in lab.setup:
         guest.run(command, check=True)
     guest.run(f"cd {lab.directory}")
-    process = guest.spawn(f"exec {python} {program}", on_output=on_output)
+    # Not exec: the wrapper shell must outlive Python to record its exit status (spawn() writes
+    # it after the command), or a program that fails at once looks like one still attaching.
+    process = guest.spawn(f"{python} {program}", on_output=on_output)
     try:
         _wait_ready(guest, lab, process, timeout=attach_timeout)
         attached = time.monotonic()
