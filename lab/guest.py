@@ -236,8 +236,10 @@ class Process:
         """Fetch new output; return the exit status once the process has ended."""
         f = self._out
         answer = self.guest.run(
-            f"s=$(stat -c %s {f}); tail -c +{self._size + 1} {f} | head -c $((s-{self._size}));"
-            f" printf '\\n%s:%s:%s\\n' {self.guest.nonce} \"$s\" \"$(cat {f}.rc 2>/dev/null)\"",
+            # The status first: once it exists the process has written all its output, so the
+            # size read after it is final (read the other way round, the last lines could be lost).
+            f"r=$(cat {f}.rc 2>/dev/null); s=$(stat -c %s {f}); tail -c +{self._size + 1} {f} | head -c $((s-{self._size}));"
+            f" printf '\\n%s:%s:%s\\n' {self.guest.nonce} \"$s\" \"$r\"",
             timeout=60,
         )
         new, size, status = console.parse_poll(answer.output, nonce=self.guest.nonce)

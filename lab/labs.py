@@ -7,6 +7,7 @@ teaches) and the reference program. Adding a lab is adding a directory.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import re
 import time
@@ -139,8 +140,15 @@ def run_lab(guest: Guest, lab: Lab, *, program: Path | None = None, python: str 
             problem = lab.checker(process.output)
             if problem:
                 raise _failure(lab, problem, process.output)
-    finally:
-        process.close()
+    except KeyboardInterrupt:
+        # Ctrl-C/SIGTERM: the guest is about to be stopped, and a console interrupted
+        # mid-command would only turn the interrupt into a confusing parse error.
+        raise
+    except BaseException:
+        with contextlib.suppress(Exception):  # the failure at hand says more than the cleanup's
+            process.close()
+        raise
+    process.close()
     return LabResult(lab=lab.name, passed=True, attach_seconds=attached - started, trace_seconds=traced - attached,
                      total_seconds=time.monotonic() - started, output=process.output, matched=match.group(0))
 

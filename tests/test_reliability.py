@@ -245,7 +245,7 @@ def test_sigterm_during_a_running_lab_leaves_nothing(started):
              timeout=BOOT_WAIT, what="the lab starting")
     assert run.proc.poll() is None, run.stderr()
     time.sleep(5)  # BCC is compiling or tracing now
-    assert run.stop(signal.SIGTERM) == 130
+    assert run.stop(signal.SIGTERM) == 130, run.stdout() + run.stderr()
     assert "Traceback" not in run.stderr()
     assert_nothing_left(run.tag)
 
