@@ -161,8 +161,10 @@ class PrivateApt:
         ]
         (self.root / "sources.list").write_text("\n".join(lines) + "\n")
 
-    def _run(self, argv: list[str], *, cwd: Path | None = None, timeout: float = 900.0) -> str:
+    def _run(self, argv: list[str], *, cwd: Path | None = None, timeout: float = 900.0,
+             with_stderr: bool = False) -> str:
         log.info("+ %s", shlex.join(argv))
+        verb = _verb(argv)
         try:
             result = subprocess.run(
                 argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
@@ -172,17 +174,17 @@ class PrivateApt:
             raise HostError(f"{argv[0]} not found", hint="ebpf-lab needs apt (Debian or Ubuntu)") from None
         except subprocess.TimeoutExpired:
             raise FetchError(
-                f"{argv[0]} {argv[1]} timed out after {timeout:.0f}s",
+                f"{argv[0]} {verb} timed out after {timeout:.0f}s",
                 hint=f"check the network to the Debian mirror {self.mirror} (or set {MIRROR_ENV})",
             ) from None
         if result.returncode != 0:
             lines = [l for l in (result.stderr + result.stdout).splitlines() if l.strip()]
             last = next((l for l in reversed(lines) if l.startswith(("E:", "W:", "Err"))), lines[-1] if lines else "")
             raise FetchError(
-                f"{argv[0]} {argv[1]} failed for {' '.join(self.suites)}/{self.arch}: {last.strip()}",
+                f"{argv[0]} {verb} failed for {' '.join(self.suites)}/{self.arch}: {last.strip()}",
                 hint=f"check the network to the Debian mirror {self.mirror} (or set {MIRROR_ENV})",
             )
-        return result.stdout
+        return result.stdout + result.stderr if with_stderr else result.stdout
 
     def update(self, *, max_age: float = 6 * 3600) -> None:
         """Refresh the package lists unless they are younger than *max_age* seconds."""
@@ -193,7 +195,16 @@ class PrivateApt:
 
             if stamp.exists() and time.time() - stamp.stat().st_mtime < max_age:
                 return
-            out = self._run(["apt-get", *self._options(), "update"])
+            out = self._run(["apt-get", *self._options(), "update"], with_stderr=True)
+            # apt-get update exits 0 when no index could be fetched; without this check the
+            # user would only learn later that "no packages" were found.
+            errors = parse_update_errors(out)
+            if errors:
+                raise FetchError(
+                    f"cannot download the package lists for {' '.join(self.suites)}/{self.arch} "
+                    f"from the Debian mirror {self.mirror}: {errors[0]}",
+                    hint=f"check the network (or proxy) to the mirror, or set {MIRROR_ENV} to a reachable one",
+                )
             if "W: GPG error" in out or "NO_PUBKEY" in out:
                 raise FetchError(
                     f"the Debian archive's signature for {' '.join(self.suites)} could not be verified",
@@ -217,8 +228,44 @@ class PrivateApt:
             raise FetchError(f"package {package} not found in {' '.join(self.suites)}/{self.arch}")
         return match.group(1)
 
+    def sha256s(self, packages: list[str]) -> dict[str, str]:
+        """The archive's SHA256 of each ``name=version`` in *packages*, by package name."""
+        out = self._run(["apt-cache", *self._options(), "show", *packages])
+        return parse_sha256s(out)
+
     def download(self, packages: list[str], *, dest: Path) -> list[Path]:
         """Download *packages* (``name`` or ``name=version``) as .deb files into *dest*."""
         dest.mkdir(parents=True, exist_ok=True)
         self._run(["apt-get", *self._options(), "download", *packages], cwd=dest, timeout=1800.0)
         return sorted(dest.glob("*.deb"))
+
+
+def _verb(argv: list[str]) -> str:
+    """The apt sub-command in *argv* (after the ``-o`` options), for error messages."""
+    words = argv[1:]
+    for index, word in enumerate(words):
+        if not word.startswith("-") and (index == 0 or words[index - 1] != "-o"):
+            return word
+    return "?"
+
+
+def parse_update_errors(text: str) -> list[str]:
+    """Why index downloads failed, from ``apt-get update`` output (``Err:`` and the line after it)."""
+    lines = text.splitlines()
+    reasons = []
+    for index, line in enumerate(lines):
+        if line.startswith("Err:"):
+            detail = lines[index + 1].strip() if index + 1 < len(lines) and lines[index + 1].startswith(" ") else ""
+            reasons.append(detail or line.strip())
+    return reasons
+
+
+def parse_sha256s(text: str) -> dict[str, str]:
+    """``{package: sha256}`` from ``apt-cache show`` stanzas."""
+    found: dict[str, str] = {}
+    for stanza in re.split(r"\n\s*\n", text):
+        name = re.search(r"^Package:\s*(\S+)", stanza, re.MULTILINE)
+        digest = re.search(r"^SHA256:\s*([0-9a-f]{64})", stanza, re.MULTILINE)
+        if name and digest:
+            found.setdefault(name.group(1), digest.group(1))
+    return found

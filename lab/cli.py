@@ -34,7 +34,10 @@ def _too_many(specs: list[catalog.KernelSpec]) -> catalog.KernelSpec:
 
 
 def _boot(spec: catalog.KernelSpec, args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    kernel = session.with_rootfs(session.prepare(spec, progress=_say), progress=_say)
+    kernel = session.prepare(spec, progress=_say)
+    # Before the accelerator probe: without QEMU the probe would only say "TCG".
+    session.check_host(kernel)
+    kernel = session.with_rootfs(kernel, progress=_say)
     accel = session.choose_accel(kernel)
     timeouts = session.timeouts_for(kvm=accel.kvm, boot=args.boot_timeout, command=args.command_timeout,
                                     foreign=session.needs_rootfs(spec))

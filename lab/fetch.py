@@ -8,6 +8,7 @@ serialize on a lock; the second finds the first one's result.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -88,6 +89,15 @@ def cached(spec: KernelSpec) -> KernelFiles | None:
     except (OSError, ValueError, KeyError):
         return None
     if not files.image.is_file():
+        return None
+    if files.modules is not None and not files.modules.is_dir():
+        return None
+    try:
+        # A truncated image (disk full, a tree copied by hand) is caught by its recorded size.
+        expected = json.loads(manifest.read_text()).get("image_size")
+        if expected is not None and files.image.stat().st_size != expected:
+            return None
+    except (OSError, ValueError, AttributeError):
         return None
     return files
 
@@ -192,6 +202,10 @@ def fetch(spec: KernelSpec, *, progress: Progress = lambda _: None) -> KernelFil
         if dest.exists():
             # A directory without a valid manifest is debris of an interrupted older run.
             shutil.rmtree(dest)
+        # So are the temporary trees of fetches that were killed (SIGKILL, power loss): we hold
+        # the lock, so no live process is still filling one.
+        for debris in dest.parent.glob(f".{spec.id}.tmp-*"):
+            shutil.rmtree(debris, ignore_errors=True)
         return _fetch_locked(spec, dest=dest, progress=progress)
 
 
@@ -206,9 +220,9 @@ def _fetch_locked(spec: KernelSpec, *, dest: Path, progress: Progress) -> Kernel
     packages = resolve_packages(apt, flavor=spec.flavor)
     progress(f"{spec.id}: downloading {', '.join(p.split('=')[0] for p in packages)}")
     debs_dir = cache_dir() / "debs" / spec.id
-    # apt-get download verifies every .deb against the signed index; a partial or
-    # corrupt file from an interrupted run is replaced, never used.
-    _clear_stale_debs(debs_dir, packages)
+    # apt-get download verifies what it downloads against the signed index, but keeps a file
+    # already present when only its size matches: check those against the index's SHA256 first.
+    _clear_stale_debs(debs_dir, packages, apt=apt)
     debs = apt.download([p for p in packages], dest=debs_dir)
     tmp = dest.parent / f".{spec.id}.tmp-{os.getpid()}"
     if tmp.exists():
@@ -228,17 +242,29 @@ def _fetch_locked(spec: KernelSpec, *, dest: Path, progress: Progress) -> Kernel
     return KernelFiles.load(dest / "kernel.json")
 
 
-def _clear_stale_debs(debs_dir: Path, packages: list[str]) -> None:
+def _clear_stale_debs(debs_dir: Path, packages: list[str], *, apt: PrivateApt) -> None:
+    """Delete .deb files left by an earlier run that are not exactly what the index lists."""
     if not debs_dir.is_dir():
         return
-    wanted = {p.split("=")[0] for p in packages}
-    for deb in debs_dir.glob("*.deb"):
-        if deb.name.split("_")[0] not in wanted:
+    for partial in debs_dir.glob("*.deb.*"):
+        partial.unlink()
+    debs = list(debs_dir.glob("*.deb"))
+    if not debs:
+        return
+    digests = apt.sha256s(packages)
+    for deb in debs:
+        expected = digests.get(deb.name.split("_")[0])
+        if expected is None or sha256_of(deb) != expected:
+            log.info("removing stale or corrupt %s", deb)
             deb.unlink()
-        else:
-            check = subprocess.run(["dpkg-deb", "--info", str(deb)], capture_output=True, timeout=60)
-            if check.returncode != 0:
-                deb.unlink()
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _run(argv: list[str], *, what: str, timeout: float = 600.0) -> None:
@@ -328,7 +354,7 @@ def _finish_tree(spec: KernelSpec, *, tmp: Path, packages: list[str]) -> KernelF
     version = next((p.split("=", 1)[1] for p in packages if p.startswith(("linux-image-", "linux-binary-"))), "")
     manifest = {
         "id": spec.id, "release": release, "version": version,
-        "image": str(image.relative_to(tmp)),
+        "image": str(image.relative_to(tmp)), "image_size": image.stat().st_size,
         "modules": str(modules.relative_to(tmp)) if modules else None,
         "format": FORMAT, "packages": packages, "size": size, "fetched": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -24,7 +24,7 @@ import pexpect
 
 from . import console
 from .errors import BootTimeout, CommandTimeout, GuestError, GuestExited, GuestPanic
-from .vm import VMConfig, guest_path, vng_binary, vng_command
+from .vm import VMConfig, check_files, guest_path, vng_binary, vng_command
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,7 @@ class Guest:
         """Start QEMU and wait for the console shell; raises BootTimeout/GuestExited/GuestPanic."""
         from . import prepared
 
+        check_files(self.config)
         if prepared.enabled(self.config):
             argv = prepared.qemu_command(self.config)
         else:
@@ -230,11 +231,14 @@ class Guest:
             return
         assert self._child is not None
         self._child.sendcontrol("c")
-        self._child.sendline("")
+        # Resynchronise on a marker only a fresh command can print: waiting a fixed time for
+        # "the extra prompt" loses the race on a loaded host, and then every later command
+        # would read the previous command's prompt and status.
+        self._spawn_count += 1
+        token = f"{self.nonce}-sync-{self._spawn_count}"
+        self._child.sendline(f"printf '%s-sync-%s\\n' {self.nonce} {self._spawn_count}")
         try:
-            self._child.expect(console.prompt_pattern(self.nonce), timeout=15)
-            # Drain the extra prompt from the empty line, if any.
-            self._child.expect([console.prompt_pattern(self.nonce), pexpect.TIMEOUT], timeout=2)
+            self._child.expect(re.escape(token) + r"\s*" + console.prompt_pattern(self.nonce), timeout=60)
         except (pexpect.TIMEOUT, pexpect.EOF):
             self.close()
 
@@ -262,8 +266,10 @@ class Process:
         """Fetch new output; return the exit status once the process has ended."""
         f = self._out
         answer = self.guest.run(
-            f"s=$(stat -c %s {f}); tail -c +{self._size + 1} {f} | head -c $((s-{self._size}));"
-            f" printf '\\n%s:%s:%s\\n' {self.guest.nonce} \"$s\" \"$(cat {f}.rc 2>/dev/null)\"",
+            # The status first: once it exists the process has written all its output, so the
+            # size read after it is final (read the other way round, the last lines could be lost).
+            f"r=$(cat {f}.rc 2>/dev/null); s=$(stat -c %s {f}); tail -c +{self._size + 1} {f} | head -c $((s-{self._size}));"
+            f" printf '\\n%s:%s:%s\\n' {self.guest.nonce} \"$s\" \"$r\"",
             timeout=60,
         )
         new, size, status = console.parse_poll(answer.output, nonce=self.guest.nonce)

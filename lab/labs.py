@@ -7,6 +7,7 @@ teaches) and the reference program. Adding a lab is adding a directory.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import re
 import time
@@ -119,7 +120,9 @@ def run_lab(guest: Guest, lab: Lab, *, program: Path | None = None, python: str 
         guest.run(command, check=True)
     # A root-disk guest sees the lab directory through a share, and gets a copy of a program it cannot see.
     guest.run(f"cd {guest.guest_path(lab.directory) or '/tmp'}")
-    process = guest.spawn(f"exec {python} {guest.visible_path(program)}", on_output=on_output)
+    # Not exec: the wrapper shell must outlive Python to record its exit status (spawn() writes
+    # it after the command), or a program that fails at once looks like one still attaching.
+    process = guest.spawn(f"{python} {guest.visible_path(program)}", on_output=on_output)
     try:
         _wait_ready(guest, lab, process, timeout=attach_timeout)
         attached = time.monotonic()
@@ -138,8 +141,15 @@ def run_lab(guest: Guest, lab: Lab, *, program: Path | None = None, python: str 
             problem = lab.checker(process.output)
             if problem:
                 raise _failure(lab, problem, process.output)
-    finally:
-        process.close()
+    except KeyboardInterrupt:
+        # Ctrl-C/SIGTERM: the guest is about to be stopped, and a console interrupted
+        # mid-command would only turn the interrupt into a confusing parse error.
+        raise
+    except BaseException:
+        with contextlib.suppress(Exception):  # the failure at hand says more than the cleanup's
+            process.close()
+        raise
+    process.close()
     result = LabResult(lab=lab.name, passed=True, attach_seconds=attached - started, trace_seconds=traced - attached,
                        total_seconds=time.monotonic() - started, output=process.output, matched=match.group(0))
     guest.lab_results.append(result)

@@ -81,6 +81,7 @@ def pytest_configure(config: pytest.Config) -> None:
                                arches=_option(config, "lab_arch", "lab_arch"))
     except LabError as error:
         raise pytest.UsageError(str(error)) from None
+    _stop_on_sigterm()
     shard, specs = _apply_shard(config, specs)
     boot = _option(config, "boot_timeout", "lab_boot_timeout")
     command = _option(config, "command_timeout", "lab_command_timeout")
@@ -99,6 +100,26 @@ def _apply_shard(config: pytest.Config, specs: list[catalog.KernelSpec]) -> tupl
     native = catalog.host_arch().debian
     costs = {s.id: 1.0 if s.arch.debian == native else shard_mod.FOREIGN_ARCH_COST for s in specs}
     return shard, shard_mod.select(specs, shard=shard, key=lambda s: s.id, costs=costs)
+
+
+def _stop_on_sigterm() -> None:
+    """Make SIGTERM end the session like Ctrl-C, so pytest_sessionfinish stops every guest.
+
+    By default SIGTERM kills pytest outright; QEMU would then only go away through the
+    pty hang-up. Left alone when someone else (pytest-timeout, xdist) installed a handler.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

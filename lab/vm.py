@@ -89,6 +89,18 @@ def vng_binary() -> str:
     return found
 
 
+def check_files(config: VMConfig) -> None:
+    """Fail in one line before starting vng when a file the guest boots from is missing."""
+    if not config.image.is_file():
+        raise HostError(f"kernel image {config.image} does not exist",
+                        hint="run 'lab fetch' for this kernel (a damaged cache entry is fetched again)")
+    if config.busybox is not None and not config.busybox.is_file():
+        raise HostError(f"busybox {config.busybox} not found, needed to boot a {config.arch.name} guest",
+                        hint="apt-get install busybox-static (or run 'lab setup')")
+    if config.root_disk is not None and not config.root_disk.is_file():
+        raise HostError(f"root disk {config.root_disk} does not exist", hint="build it again with 'lab fetch'")
+
+
 def vng_command(config: VMConfig, *, vng: str = "vng", interactive: bool = False) -> list[str]:
     """The argv that boots *config*: with our scripted console shell, or the user's own shell."""
     argv = [vng, "--run", str(config.image), "--memory", config.memory, "--cpus", str(config.cpus),
@@ -108,8 +120,12 @@ def vng_command(config: VMConfig, *, vng: str = "vng", interactive: bool = False
     for guest_dir, host_dir in config.rodirs:
         argv.append(f"--rodir={guest_dir}={host_dir}")
     # Kernel messages at loglevel 4 and up only: a panic still shows, boot chatter does not slow the console.
-    for word in ("loglevel=4", *config.append):
+    # panic=-1 reboots at once on a panic and -no-reboot turns that reboot into QEMU exiting, so a
+    # crashed guest is seen as dead within a second instead of after a command timeout (virtme-ng
+    # does the same for --exec scripts, but not for a --shell session).
+    for word in ("loglevel=4", "panic=-1", *config.append):
         argv += ["--append", word]
-    for opt in config.qemu_opts:
-        argv += ["--qemu-opts", opt]
+    # The '=' form: a value that starts with '-' would otherwise be taken for an option of vng.
+    for opt in ("-no-reboot", *config.qemu_opts):
+        argv.append(f"--qemu-opts={opt}")
     return argv

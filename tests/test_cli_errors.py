@@ -1,0 +1,213 @@
+"""Bad input and broken caches give one clear line, never a traceback; no VM boots here.
+
+Every case runs the real ``lab`` command (``python3 -m lab.cli``) or pytest in a
+subprocess, the way a user meets it. Tests that touch the cache point
+``EBPF_LAB_CACHE`` at a temporary directory: other runs share the real one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab import catalog, fetch, session
+from lab.apt import parse_sha256s, parse_update_errors
+from lab.arches import host_arch
+from lab.errors import HostError
+from lab.guest import Guest
+from lab.vm import VMConfig, vng_command
+
+REPO = Path(__file__).resolve().parent.parent
+#: Nothing listens on the discard port: "no network to the mirror" without waiting for a timeout.
+DEAD_MIRROR = "http://127.0.0.1:9"
+
+
+def lab(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lab.cli", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *, code: int, says: tuple[str, ...]) -> str:
+    """The command failed with *code* and one ``lab: error:`` line containing every word in *says*."""
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("lab: error:")]
+    assert len(errors) == 1, result.stderr
+    for word in says:
+        assert word in errors[0], errors[0]
+    assert result.returncode == code, result.stderr
+    return errors[0]
+
+
+def test_unknown_lab():
+    line = assert_one_line_error(lab("run", "no-such-lab"), code=2, says=("unknown lab 'no-such-lab'", "lab list"))
+    assert "hello" in line
+
+
+def test_unknown_kernel():
+    assert_one_line_error(lab("run", "hello", "--kernel", "9.99"), code=2,
+                          says=("no kernel in the catalog matches '9.99'", "6.1-amd64", "lab kernels"))
+
+
+def test_unknown_arch():
+    assert_one_line_error(lab("run", "hello", "--arch", "sparc"), code=2, says=("unknown arch 'sparc'", "arm64"))
+
+
+def test_missing_program_file():
+    assert_one_line_error(lab("check", "hello", "/nonexistent/prog.py"), code=2,
+                          says=("no such file: /nonexistent/prog.py",))
+
+
+def test_bad_option_value_is_a_usage_error():
+    result = lab("run", "hello", "--boot-timeout", "soon")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "lab run: error: argument --boot-timeout: invalid float value: 'soon'"
+
+
+@pytest.mark.parametrize("content, says", [
+    ('series = "6.1\n', "malformed catalog file"),
+    ('series = "6.1"\narch = "amd64"\n', "needs 'suite'"),
+    ('series = "six"\narch = "amd64"\nsuite = "bookworm"\n', "is not like '6.1'"),
+    ('series = "6.1"\narch = "vax"\nsuite = "bookworm"\n', "unknown arch 'vax'"),
+])
+def test_malformed_catalog_file(tmp_path, content, says):
+    (tmp_path / "broken.toml").write_text(content)
+    line = assert_one_line_error(lab("kernels", env={"EBPF_LAB_KERNELS": str(tmp_path)}), code=2, says=(says,))
+    assert str(tmp_path / "broken.toml") in line
+
+
+def test_pytest_usage_errors_are_one_line(tmp_path):
+    (tmp_path / "broken.toml").write_text('series = "6.1\n')
+    for extra, env, says in (
+        (["--kernel", "9.99"], {}, "no kernel in the catalog matches '9.99'"),
+        ([], {"EBPF_LAB_KERNELS": str(tmp_path)}, "malformed catalog file"),
+    ):
+        result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--co", "-q",
+                                 "tests/test_hello.py", *extra], cwd=REPO, capture_output=True, text=True,
+                                timeout=120, env={**os.environ, **env})
+        assert result.returncode == 4, result.stderr
+        assert "Traceback" not in result.stderr + result.stdout
+        errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")]
+        assert len(errors) == 1 and says in errors[0], result.stderr
+
+
+def test_missing_qemu(tmp_path):
+    # Only the Python and vng directory on PATH: QEMU is nowhere to be found.
+    path = os.path.dirname(sys.executable)
+    assert not os.path.exists(os.path.join(path, "qemu-system-x86_64"))
+    assert_one_line_error(lab("run", "hello", env={"PATH": path}), code=3,
+                          says=("qemu-system-x86_64 not found", "apt-get install qemu-system-x86"))
+
+
+def test_missing_busybox(tmp_path):
+    spec = catalog.load_catalog()[catalog.default_kernel_id()]
+    files = fetch.cached(spec)
+    if files is None:
+        pytest.skip(f"{spec.id} is not cached")
+    config = VMConfig(image=files.image, arch=host_arch(), kvm=False, busybox=tmp_path / "busybox")
+    with pytest.raises(HostError, match="busybox .* not found.*apt-get install busybox-static"):
+        Guest(config=config, log_path=tmp_path / "console.log").boot()
+
+
+def test_missing_kernel_image(tmp_path):
+    config = VMConfig(image=tmp_path / "vmlinuz", arch=host_arch(), kvm=False)
+    with pytest.raises(HostError, match="does not exist.*lab fetch"):
+        Guest(config=config, log_path=tmp_path / "console.log").boot()
+
+
+def test_no_network_to_the_mirror(tmp_path):
+    result = lab("fetch", "7.3", env={"EBPF_LAB_MIRROR": DEAD_MIRROR, "EBPF_LAB_CACHE": str(tmp_path)})
+    assert_one_line_error(result, code=4, says=("cannot download the package lists", DEAD_MIRROR, "EBPF_LAB_MIRROR"))
+    # Nothing half there.
+    assert not (tmp_path / "kernels" / "7.3-amd64").exists()
+    assert not list(tmp_path.glob("kernels/.7.3-amd64.tmp-*"))
+
+
+def test_apt_update_errors_are_parsed():
+    out = ("Ign:1 http://127.0.0.1:9 bookworm InRelease\nErr:1 http://127.0.0.1:9 bookworm InRelease\n"
+           "  Could not connect to 127.0.0.1:9 (127.0.0.1). - connect (111: Connection refused)\n"
+           "Reading package lists...\nW: Some index files failed to download.\n")
+    assert parse_update_errors(out) == ["Could not connect to 127.0.0.1:9 (127.0.0.1). - connect (111: Connection refused)"]
+    assert parse_update_errors("Hit:1 http://deb bookworm InRelease\nReading package lists...\n") == []
+    show = "Package: a\nVersion: 1\nSHA256: " + "1" * 64 + "\n\nPackage: b\nSHA256: " + "2" * 64 + "\n"
+    assert parse_sha256s(show) == {"a": "1" * 64, "b": "2" * 64}
+
+
+# -- timeouts and the guest command line --------------------------------------------------------
+
+
+def test_timeouts_scale_under_tcg(monkeypatch):
+    monkeypatch.delenv("EBPF_LAB_TIMEOUT_SCALE", raising=False)
+    kvm, tcg = session.timeouts_for(kvm=True), session.timeouts_for(kvm=False)
+    assert tcg.boot == kvm.boot * session.TCG_FACTOR and tcg.command == kvm.command * session.TCG_FACTOR
+    monkeypatch.setenv("EBPF_LAB_TIMEOUT_SCALE", "2")
+    assert session.timeouts_for(kvm=False).boot == 2 * tcg.boot
+    # An explicit value (option or ini) is taken as given.
+    assert session.timeouts_for(kvm=False, boot=7, command=9) == session.Timeouts(boot=7, command=9, attach=tcg.attach * 2)
+
+
+def test_a_panicking_guest_exits_at_once():
+    config = VMConfig(image=Path("/boot/vmlinuz"), arch=host_arch(), kvm=False)
+    argv = vng_command(config)
+    assert argv[argv.index("panic=-1") - 1] == "--append"
+    assert "--qemu-opts=-no-reboot" in argv
+
+
+# -- broken cache entries -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def spec_in_tmp_cache(tmp_path, monkeypatch) -> catalog.KernelSpec:
+    monkeypatch.setenv("EBPF_LAB_CACHE", str(tmp_path))
+    monkeypatch.setenv("EBPF_LAB_MIRROR", DEAD_MIRROR)
+    return catalog.load_catalog()["7.3-amd64"]
+
+
+def _fake_tree(spec: catalog.KernelSpec, *, image_bytes: bytes = b"\0" * 4096, manifest: dict | None = None) -> Path:
+    root = fetch.kernel_dir(spec)
+    (root / "boot").mkdir(parents=True)
+    (root / "boot" / "vmlinuz-7.3.0-1-amd64").write_bytes(image_bytes)
+    (root / "lib/modules/7.3.0-1-amd64").mkdir(parents=True)
+    data = {"id": spec.id, "release": "7.3.0-1-amd64", "version": "7.3-1", "image": "boot/vmlinuz-7.3.0-1-amd64",
+            "image_size": 4096, "modules": "lib/modules/7.3.0-1-amd64", "size": 4096}
+    (root / "kernel.json").write_text(json.dumps(manifest if manifest is not None else data))
+    return root
+
+
+def test_a_whole_cache_entry_is_used(spec_in_tmp_cache):
+    _fake_tree(spec_in_tmp_cache)
+    files = fetch.cached(spec_in_tmp_cache)
+    assert files is not None and files.release == "7.3.0-1-amd64"
+
+
+@pytest.mark.parametrize("damage", ["image missing", "image truncated", "modules missing", "manifest garbage",
+                                    "manifest without image"])
+def test_a_damaged_cache_entry_is_never_used(spec_in_tmp_cache, damage):
+    root = _fake_tree(spec_in_tmp_cache)
+    image = root / "boot" / "vmlinuz-7.3.0-1-amd64"
+    if damage == "image missing":
+        image.unlink()
+    elif damage == "image truncated":
+        image.write_bytes(b"\0" * 100)
+    elif damage == "modules missing":
+        (root / "lib/modules/7.3.0-1-amd64").rmdir()
+    elif damage == "manifest garbage":
+        (root / "kernel.json").write_bytes(b"\x00{not json")
+    else:
+        (root / "kernel.json").write_text('{"id": "7.3-amd64"}')
+    assert fetch.cached(spec_in_tmp_cache) is None
+
+
+def test_fetch_clears_a_damaged_entry_and_killed_fetches(spec_in_tmp_cache):
+    root = _fake_tree(spec_in_tmp_cache, manifest={"id": "7.3-amd64"})
+    # What a fetch killed with SIGKILL leaves: its temporary tree (the lock died with it).
+    debris = root.parent / f".{spec_in_tmp_cache.id}.tmp-999999"
+    (debris / "boot").mkdir(parents=True)
+    with pytest.raises(fetch.FetchError, match="cannot download the package lists"):
+        fetch.fetch(spec_in_tmp_cache)
+    assert not root.exists() and not debris.exists()

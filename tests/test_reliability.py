@@ -1,0 +1,382 @@
+"""Faults injected on purpose: a panic, a hung boot, a hung command, Ctrl-C/SIGTERM/SIGKILL,
+a broken cache, a guest writing everywhere, bad BPF programs, a failing test.
+
+Each test states the promise it checks. Tests that use ``vm`` share the session's
+guest; the others start their own ``lab``/pytest processes and find what those
+left behind by a tag in the environment (other runs use QEMU on this machine too).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from lab import console, session
+from lab.errors import BootTimeout, CommandTimeout, LabFailure
+from lab.fetch import cached, kernel_dir
+from lab.labs import get_lab, run_lab
+from lab.settings import cache_dir
+
+pytest_plugins = ["pytester"]
+
+REPO = Path(__file__).resolve().parent.parent
+TAG_ENV = "EBPF_LAB_TEST_TAG"
+#: The kernel cache of this session, taken before any fixture moves HOME.
+CACHE = cache_dir()
+#: Every wait for a whole boot: TCG on a loaded 2-core host takes minutes.
+BOOT_WAIT = 900.0
+
+
+# -- helpers: processes we started, found by the tag in their environment ----------------------
+
+
+def tagged(tag: str) -> list[str]:
+    """``pid comm`` of every live process whose environment carries *tag* (QEMU, vng, virtme-run…)."""
+    needle = f"{TAG_ENV}={tag}".encode()
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as file:
+                if needle not in file.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry.name}/stat") as file:
+                stat = file.read()
+        except OSError:
+            continue
+        state = stat.rsplit(")", 1)[1].split()[0]
+        if state != "Z":
+            found.append(f"{entry.name} {stat.split('(', 1)[1].rsplit(')', 1)[0]}")
+    return found
+
+
+def wait_for(condition: Callable[[], object], *, timeout: float, what: str) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"{what} did not happen within {timeout:.0f}s")
+
+
+def assert_nothing_left(tag: str) -> None:
+    # The group is killed with a 5 s grace for SIGTERM; a pty hang-up is immediate.
+    deadline = time.monotonic() + 30
+    while (left := tagged(tag)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not left, f"processes left behind: {left}"
+
+
+class Started:
+    """A ``lab``/pytest process of our own with its stderr collected in a file."""
+
+    def __init__(self, argv: list[str], *, tmp: Path, env: dict[str, str] | None = None) -> None:
+        self.tag = uuid.uuid4().hex
+        self.err = tmp / f"stderr-{self.tag}"
+        self.out = tmp / f"stdout-{self.tag}"
+        self.proc = subprocess.Popen(argv, cwd=REPO, stdout=open(self.out, "w"), stderr=open(self.err, "w"),
+                                     env={**os.environ, TAG_ENV: self.tag, **(env or {})})
+
+    def stderr(self) -> str:
+        return self.err.read_text(errors="replace")
+
+    def stdout(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def qemu_running(self) -> bool:
+        return any(" qemu-system" in p for p in tagged(self.tag))
+
+    def stop(self, sig: int, *, timeout: float = 60) -> int:
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def started(tmp_path):  # type: ignore[no-untyped-def]
+    """Start processes with ``started(argv)``; whatever happens, they and their guests end with the test."""
+    runs: list[Started] = []
+
+    def start(argv: list[str], env: dict[str, str] | None = None) -> Started:
+        run = Started(argv, tmp=tmp_path, env=env)
+        runs.append(run)
+        return run
+
+    yield start
+    for run in runs:
+        run.kill()
+        for line in tagged(run.tag):
+            os.kill(int(line.split()[0]), signal.SIGKILL)
+
+
+LAB_RUN = [sys.executable, "-m", "lab.cli", "run", "hello"]
+
+
+# -- a guest that misbehaves ---------------------------------------------------------------------
+
+
+def test_hung_command_times_out_and_the_guest_stays_usable(vm):
+    started_at = time.monotonic()
+    with pytest.raises(CommandTimeout, match=r"'sleep 1000' did not finish within 3s"):
+        vm.run("sleep 1000", timeout=3)
+    assert time.monotonic() - started_at < 40
+    # Ctrl-C got the shell back: same guest, next command works and sees no stray output.
+    assert vm.alive
+    result = vm.run("echo still-here")
+    assert result.returncode == 0 and result.output.strip() == "still-here"
+    # In step: each answer belongs to its own command, not to the one before.
+    assert vm.run("(exit 7)").returncode == 7
+    assert vm.run("echo $((40 + 2))").output.strip() == "42"
+
+
+def test_guest_writes_do_not_reach_the_host(vm):
+    name = f"ebpf-lab-isolation-{uuid.uuid4().hex[:8]}"
+    targets = [Path("/") / name, Path("/etc") / name, Path("/tmp") / name, Path.home() / name,
+               Path("/usr/local/bin") / name]
+    script = "; ".join(f"echo pwned > {t} 2>/dev/null" for t in targets)
+    vm.run(script + "; rm -f /etc/hostname 2>/dev/null; true")
+    # Inside, the writes to the overlaid directories worked ...
+    assert vm.run(f"cat /tmp/{name}").output.strip() == "pwned"
+    assert vm.run(f"cat /etc/{name}").output.strip() == "pwned"
+    # ... and on the host, nothing changed.
+    for target in targets:
+        assert not target.exists(), f"the guest wrote {target} on the host"
+    assert Path("/etc/hostname").exists()
+
+
+@pytest.fixture(scope="module")
+def program_dir():  # type: ignore[no-untyped-def]
+    # Under the repository, not /tmp: the guest's /tmp is an overlay of its own.
+    with tempfile.TemporaryDirectory(dir=Path(__file__).parent, prefix=".programs-") as path:
+        yield Path(path)
+
+
+def test_bpf_syntax_error_is_reported_with_the_compiler_line(vm, program_dir):
+    program = program_dir / "syntax_error.py"
+    program.write_text((get_lab("hello").program.read_text()).replace('return 0;', 'return 0'))
+    with pytest.raises(LabFailure) as failure:
+        run_lab(vm, get_lab("hello"), program=program, attach_timeout=vm.command_timeout * 3)
+    message = str(failure.value)
+    assert "the BPF program does not compile" in message
+    assert "error: expected ';'" in message
+    assert "\n" not in failure.value.message
+
+
+def test_probe_on_a_missing_function_is_reported(vm, program_dir):
+    program = program_dir / "missing_probe.py"
+    program.write_text(get_lab("hello").program.read_text().replace(
+        "event=syscall", 'event="ebpf_lab_no_such_function"'))
+    with pytest.raises(LabFailure) as failure:
+        run_lab(vm, get_lab("hello"), program=program, attach_timeout=vm.command_timeout * 3)
+    message = str(failure.value)
+    assert "could not be loaded or attached" in message
+    assert "ebpf_lab_no_such_function" in message
+    assert vm.run("true").ok
+
+
+def test_boot_that_never_reaches_the_prompt(kernel, tmp_path):
+    # The kernel's own messages on the serial console, and far too little time for TCG to
+    # reach the shell: the guest is stuck as far as we can tell, with console lines to show.
+    timeouts = session.Timeouts(boot=8, command=10, attach=10)
+    guest = session.new_guest(kernel, accel=session.choose_accel(kernel), timeouts=timeouts,
+                              append=("console=ttyS0", "loglevel=8"), log_path=tmp_path / "console.log")
+    os.environ[TAG_ENV] = tag = uuid.uuid4().hex
+    try:
+        started_at = time.monotonic()
+        with pytest.raises(BootTimeout) as timeout:
+            guest.boot()
+        elapsed = time.monotonic() - started_at
+    finally:
+        del os.environ[TAG_ENV]
+        guest.close()
+    assert 8 <= elapsed < 30
+    assert "boot did not finish within 8s" in str(timeout.value)
+    # The error carries the last console lines (whatever the guest managed to print on a
+    # loaded host) and names the full log, which holds the same text.
+    log_text = (tmp_path / "console.log").read_text()
+    assert timeout.value.log_path == str(tmp_path / "console.log")
+    assert timeout.value.tail == console.tail(log_text.split("\n", 1)[1])
+    last = timeout.value.tail.splitlines()[-1][:160] if timeout.value.tail else "nothing"
+    assert f"(last console line: {last})" in str(timeout.value)
+    assert_nothing_left(tag)
+
+
+# -- interrupt and kill --------------------------------------------------------------------------
+
+
+def test_ctrl_c_during_boot_leaves_nothing(started):
+    run = started(LAB_RUN)
+    wait_for(run.qemu_running, timeout=120, what="QEMU starting")
+    time.sleep(2)
+    assert run.stop(signal.SIGINT) == 130
+    assert "interrupted" in run.stderr() and "Traceback" not in run.stderr()
+    assert_nothing_left(run.tag)
+
+
+def test_sigkill_of_lab_takes_qemu_down_too(started):
+    run = started(LAB_RUN)
+    wait_for(run.qemu_running, timeout=120, what="QEMU starting")
+    run.proc.kill()
+    run.proc.wait(timeout=30)
+    # No handler runs on SIGKILL: QEMU goes because vng gets the parent-death signal
+    # and the console pty hangs up on the whole group.
+    assert_nothing_left(run.tag)
+
+
+def test_sigterm_during_a_running_lab_leaves_nothing(started):
+    run = started(LAB_RUN)
+    wait_for(lambda: "running program.py" in run.stderr() or run.proc.poll() is not None,
+             timeout=BOOT_WAIT, what="the lab starting")
+    assert run.proc.poll() is None, run.stderr()
+    time.sleep(5)  # BCC is compiling or tracing now
+    assert run.stop(signal.SIGTERM) == 130, run.stdout() + run.stderr()
+    assert "Traceback" not in run.stderr()
+    assert_nothing_left(run.tag)
+
+
+PYTEST_SLEEPER = """
+import os
+from pathlib import Path
+
+def test_sleeps(vm):
+    Path(os.environ["EBPF_LAB_TEST_RUNNING"]).write_text("running")
+    vm.run("sleep 600", timeout=900)
+"""
+
+
+def test_pytest_interrupted_during_boot_and_during_a_test(started, tmp_path):
+    test_file = tmp_path / "test_sleeper.py"
+    test_file.write_text(PYTEST_SLEEPER)
+    marker = tmp_path / "running"
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", str(test_file)]
+    env = {"EBPF_LAB_TEST_RUNNING": str(marker)}
+
+    during_boot = started(argv, env=env)
+    wait_for(during_boot.qemu_running, timeout=120, what="QEMU starting")
+    assert during_boot.stop(signal.SIGINT) == 2  # pytest's "interrupted"
+    assert_nothing_left(during_boot.tag)
+
+    during_test = started(argv, env=env)
+    wait_for(lambda: marker.exists() or during_test.proc.poll() is not None, timeout=BOOT_WAIT,
+             what="the test starting")
+    assert during_test.proc.poll() is None, during_test.stdout()
+    time.sleep(2)
+    assert during_test.stop(signal.SIGTERM) == 2
+    assert "KeyboardInterrupt" in during_test.stdout()
+    assert_nothing_left(during_test.tag)
+
+
+# -- what a failing test shows -------------------------------------------------------------------
+
+
+PYTEST_FAULTS = """
+import pytest
+
+GUESTS = []
+
+def test_1_panics(vm):
+    GUESTS.append(vm)
+    vm.run("echo c > /proc/sysrq-trigger", timeout=120)
+
+def test_2_gets_a_fresh_guest(vm, kernel):
+    assert vm is not GUESTS[0] and vm.alive
+    assert vm.run("uname -r").output.strip() == kernel.release
+
+def test_3_fails(vm):
+    vm.run("echo the-guest-said-this")
+    assert False, "planned failure"
+
+def test_4_passes(vm):
+    assert vm.run("true").ok
+"""
+
+
+@pytest.fixture
+def pytester(pytester, monkeypatch):  # type: ignore[no-untyped-def]
+    """pytester whose subprocesses load this checkout's plugin (not an installed copy).
+
+    pytester moves HOME; the kernel cache stays where it was, or each run would fetch anew.
+    """
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("EBPF_LAB_CACHE", str(CACHE))
+    return pytester
+
+
+def test_failures_are_diagnosable_and_a_panic_gets_a_fresh_guest(pytester):
+    pytester.makepyfile(test_faults=PYTEST_FAULTS)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA", timeout=2 * BOOT_WAIT)
+    result.assert_outcomes(passed=2, failed=2)
+    out = result.stdout.str()
+    # The panic: its own words, the panic lines, where the full log is.
+    result.stdout.fnmatch_lines(["*GuestPanic: 6.1-amd64: guest kernel panicked during command*",
+                                 "*Kernel panic - not syncing: sysrq triggered crash*"])
+    # A plain failure carries the console tail and the log path; passing tests carry neither.
+    result.stdout.fnmatch_lines(["*guest console (last lines)*", "*the-guest-said-this*",
+                                 "*guest console log*", "*/logs/6.1-amd64-*.log"])
+    assert out.count("guest console (last lines)") == 2
+    assert out.count("guest console log") == 2
+
+
+def test_boot_timeout_from_the_ini_file(pytester):
+    pytester.makeini("[pytest]\nlab_boot_timeout = 5\n")
+    pytester.makepyfile(test_boot="def test_boots(vm):\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=300)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*boot did not finish within 5s*"])
+
+
+# -- a broken cache, fetched again; two fetches at once ------------------------------------------
+
+
+def test_interrupted_and_corrupt_fetches_are_never_used(started, tmp_path):
+    cache = tmp_path / "cache"
+    env = {"EBPF_LAB_CACHE": str(cache)}
+    fetch_73 = [sys.executable, "-m", "lab.cli", "fetch", "7.3"]
+    dest = cache / "kernels" / "7.3-amd64"
+
+    # Ctrl-C while the packages are being unpacked: no tree, no temporary tree.
+    first = started(fetch_73, env=env)
+    wait_for(lambda: "unpacking" in first.stderr() or first.proc.poll() is not None, timeout=600,
+             what="unpacking")
+    assert first.stop(signal.SIGINT) == 130, first.stderr()
+    assert not dest.exists() and not list(dest.parent.glob(".7.3-amd64.tmp-*"))
+
+    # Damage what the next run would reuse: a downloaded .deb (same size, flipped bytes) and
+    # the temporary tree of a fetch that was SIGKILLed.
+    debs = sorted((cache / "debs" / "7.3-amd64").glob("*.deb"), key=lambda p: p.stat().st_size)
+    assert debs, first.stderr()
+    with open(debs[-1], "r+b") as file:
+        file.seek(debs[-1].stat().st_size // 2)
+        file.write(b"\xff" * 4096)
+    (dest.parent / ".7.3-amd64.tmp-99999" / "boot").mkdir(parents=True)
+
+    # Two fetches at once: both succeed, one good copy, nothing else in the kernels directory.
+    a, b = started(fetch_73, env=env), started(fetch_73, env=env)
+    assert a.proc.wait(timeout=900) == 0, a.stderr()
+    assert b.proc.wait(timeout=900) == 0, b.stderr()
+    assert sorted(p.name for p in dest.parent.iterdir() if not p.name.endswith(".lock")) == ["7.3-amd64"]
+    os.environ["EBPF_LAB_CACHE"] = str(cache)
+    try:
+        from lab import catalog
+
+        files = cached(catalog.load_catalog()["7.3-amd64"])
+        assert files is not None and files.root == kernel_dir(catalog.load_catalog()["7.3-amd64"])
+    finally:
+        del os.environ["EBPF_LAB_CACHE"]
+    assert files.image.stat().st_size > 1_000_000
