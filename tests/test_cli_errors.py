@@ -174,7 +174,7 @@ def _fake_tree(spec: catalog.KernelSpec, *, image_bytes: bytes = b"\0" * 4096, m
     (root / "boot" / "vmlinuz-7.3.0-1-amd64").write_bytes(image_bytes)
     (root / "lib/modules/7.3.0-1-amd64").mkdir(parents=True)
     data = {"id": spec.id, "release": "7.3.0-1-amd64", "version": "7.3-1", "image": "boot/vmlinuz-7.3.0-1-amd64",
-            "image_size": 4096, "modules": "lib/modules/7.3.0-1-amd64", "size": 4096}
+            "image_size": 4096, "modules": "lib/modules/7.3.0-1-amd64", "size": 4096, "format": fetch.FORMAT}
     (root / "kernel.json").write_text(json.dumps(manifest if manifest is not None else data))
     return root
 
@@ -211,3 +211,12 @@ def test_fetch_clears_a_damaged_entry_and_killed_fetches(spec_in_tmp_cache):
     with pytest.raises(fetch.FetchError, match="cannot download the package lists"):
         fetch.fetch(spec_in_tmp_cache)
     assert not root.exists() and not debris.exists()
+
+
+def test_an_entry_of_an_older_layout_is_fetched_again(spec_in_tmp_cache):
+    # Older entries kept .ko.xz modules, which virtme-ng's initramfs cannot load.
+    root = _fake_tree(spec_in_tmp_cache)
+    data = json.loads((root / "kernel.json").read_text())
+    del data["format"]
+    (root / "kernel.json").write_text(json.dumps(data))
+    assert fetch.cached(spec_in_tmp_cache) is None
