@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -268,10 +269,18 @@ def sha256_of(path: Path) -> str:
 
 
 def _run(argv: list[str], *, what: str, timeout: float = 600.0) -> None:
-    log.info("+ %s", " ".join(argv))
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    if result.returncode != 0:
-        raise FetchError(f"{what} failed: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode}",
+    log.info("+ %s", shlex.join(argv))
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _, stderr = proc.communicate(timeout=timeout)
+    except BaseException:
+        # subprocess.run gives a child only 0.25 s after Ctrl-C; the caller then deletes the
+        # tree this child may still be writing into, so wait until it is really gone.
+        proc.kill()
+        proc.wait()
+        raise
+    if proc.returncode != 0:
+        raise FetchError(f"{what} failed: {stderr.strip().splitlines()[-1] if stderr.strip() else proc.returncode}",
                          hint="run 'lab fetch' again; the download is checked and replaced")
 
 
