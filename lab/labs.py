@@ -157,7 +157,9 @@ def run_lab(guest: Guest, lab: Lab, *, program: Path | None = None, python: str 
     for command in lab.setup:
         guest.run(command, check=True)
     guest.run(f"cd {lab.directory}")
-    process = guest.spawn(f"exec {python} {program}", on_output=on_output)
+    # No `exec`: the spawn script's `echo $? > rc` after the command must run, or a program
+    # that dies (a compile error) is only noticed when the attach timeout runs out.
+    process = guest.spawn(f"{python} {program}", on_output=on_output)
     try:
         _wait_ready(guest, lab, process, timeout=attach_timeout)
         attached = time.monotonic()

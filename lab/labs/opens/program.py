@@ -2,6 +2,8 @@
 from bcc import BPF
 
 program = r"""
+#include <linux/sched.h>  // TASK_COMM_LEN
+
 struct event {
     u32 pid;
     char comm[TASK_COMM_LEN];

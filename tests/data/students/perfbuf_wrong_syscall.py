@@ -2,6 +2,8 @@
 from bcc import BPF
 
 program = r"""
+#include <linux/sched.h>  // TASK_COMM_LEN
+
 struct event {
     u32 pid;
     u32 uid;
