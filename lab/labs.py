@@ -203,7 +203,9 @@ def _wait_ready(guest: Guest, lab: Lab, process, *, timeout: float) -> None:  # 
         if time.monotonic() > deadline:
             raise _failure(lab, "not_ready", f"probes not attached within {timeout:.0f}s (readiness check: {lab.ready})",
                            process.output)
-        time.sleep(0.3)
+        # Each check is two console round trips and a few processes in the guest; under
+        # emulation, polling faster mostly slows down the compile it is waiting for.
+        time.sleep(1.0)
 
 
 def _exit_kind(output: str, *, returncode: int | None) -> tuple[str, str]:
