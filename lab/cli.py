@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import catalog, labs, session, setup_host
-from .errors import LabError, LabFailure, UsageError
+from . import catalog, feedback, labs, session, setup_host
+from .errors import GuestError, LabError, LabFailure, UsageError
 from .fetch import cached
 from .settings import cache_dir
 
@@ -79,10 +79,14 @@ def _run_or_check(args: argparse.Namespace, *, lab: labs.Lab, program: Path | No
                 result = labs.run_lab(guest, lab, program=program, attach_timeout=timeouts.attach, on_output=live)
         except LabFailure as failure:
             failures += 1
-            print(f"{spec.id}: FAIL {failure}")
-            if program is not None and failure.output.strip():
-                print("--- program output (last lines) ---")
-                print("\n".join(failure.output.strip().splitlines()[-15:]))
+            print("\n".join(feedback.failure_lines(failure, kernel_id=spec.id, show_output=program is not None)),
+                  flush=True)
+            continue
+        except GuestError as error:
+            # One kernel's guest failing (boot timeout, panic) must not hide the others' verdicts.
+            failures += 1
+            print(f"{spec.id}: ERROR {error}" + (f"\n--- last console lines ---\n{error.tail}" if error.tail else ""),
+                  flush=True)
             continue
         if program is None:
             print()
@@ -127,8 +131,15 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from .markers import kernel_matches
+
+    specs = list(catalog.load_catalog().values())
     for lab in labs.all_labs().values():
         need = f"kernel {lab.kernel}" if lab.kernel else "any kernel"
+        # Name the catalog kernels a teacher cannot use for this lab.
+        unfit = sorted({s.id for s in specs if lab.kernel and not kernel_matches(s.series, lab.kernel)})
+        if unfit:
+            need += f"; not {', '.join(unfit)}"
         print(f"{lab.name:<12} {lab.title} — {lab.summary} [{need}]")
     return 0
 

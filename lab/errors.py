@@ -78,7 +78,9 @@ class LabFailure(LabError):
 
     exit_code = 1
 
-    def __init__(self, message: str, *, hint: str = "", output: str = "") -> None:
+    def __init__(self, message: str, *, hint: str = "", output: str = "", kind: str = "") -> None:
         super().__init__(message, hint=hint)
         #: What the program printed, so a student sees the compiler's own words.
         self.output = output
+        #: Which kind of failure (lab.labs.FAILURE_KINDS), e.g. "compile" or "no_output".
+        self.kind = kind

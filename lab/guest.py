@@ -160,11 +160,17 @@ class Guest:
         """Start *command* in the background of the guest and return a handle to it."""
         self._spawn_count += 1
         out = f"/tmp/.ebpf-lab-{self.nonce}-{self._spawn_count}"
-        # Without job control the background job is no process group leader, so setsid
-        # makes it one without forking: its pid is the group we signal on close().
-        script = f"{command}\necho $? > {out}.rc"
-        launch = f"setsid bash -c {shlex.quote(script)} > {out} 2>&1 < /dev/null & echo $!"
-        result = self.run(launch, timeout=30)
+        # The interactive shell puts a background job in its own process group, so setsid
+        # forks and `$!` would name the short-lived parent: the script writes its own pid
+        # (the new session's and process group's id, which close() signals). The subshell
+        # keeps the job out of the shell's job table, whose "Done" notices would otherwise
+        # land in the next command's output. A shell without job control starts background
+        # jobs with SIGINT ignored, and Python then never raises KeyboardInterrupt, so a
+        # tracer could not clean up on close(): env (coreutils 8.31+) restores the default.
+        script = f"echo $$ > {out}.pid\n{command}\necho $? > {out}.rc"
+        launch = (f"( setsid env --default-signal=INT bash -c {shlex.quote(script)} > {out} 2>&1 < /dev/null & );"
+                  f" for i in $(seq 300); do [ -s {out}.pid ] && break; sleep 0.1; done; cat {out}.pid")
+        result = self.run(launch, timeout=60)
         pid = int(result.output.strip().splitlines()[-1])
         return Process(guest=self, command=command, pid=pid, out=out, on_output=on_output)
 

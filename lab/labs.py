@@ -12,7 +12,7 @@ import importlib.util
 import re
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +25,17 @@ LABS_DIR = Path(__file__).resolve().parent / "labs"
 
 #: Default readiness check: some process holds a perf event, i.e. a kprobe or tracepoint is attached.
 DEFAULT_READY = "ls -l /proc/[0-9]*/fd 2>/dev/null | grep -q 'perf_event'"
+
+#: Kinds of failure a lab can have a hint for, in the order a run can meet them.
+FAILURE_KINDS = {
+    "compile": "the BPF C code does not compile",
+    "attach": "the BPF program could not be loaded or attached",
+    "exited": "the program exited early",
+    "not_ready": "the probes were never attached",
+    "no_output": "the program printed nothing after the trigger",
+    "wrong_output": "the program's output lacks what the lab expects",
+    "check": "the lab's check.py rejected the output",
+}
 
 
 @dataclass(frozen=True)
@@ -45,7 +56,7 @@ class Lab:
     expect: str
     #: Kernel series requirement, as for ``@pytest.mark.kernel`` (e.g. ``>=5.8``), or empty.
     kernel: str = ""
-    #: Shown to a student whose program fails.
+    #: Shown to a student whose program fails, whatever the failure.
     hints: tuple[str, ...] = ()
     #: Seconds the expectation may take to appear after the trigger.
     expect_timeout: float = 30.0
@@ -53,6 +64,14 @@ class Lab:
     setup: tuple[str, ...] = ()
     #: Optional ``check(output) -> str | None`` from ``check.py``: an error message, or None if fine.
     checker: Callable[[str], str | None] | None = field(default=None, compare=False)
+    #: Position in ``lab list`` (the tutorial's order); ties go by name.
+    order: int = 100
+    #: Hints for one kind of failure (see FAILURE_KINDS), from a ``[hints]`` table in lab.toml.
+    kind_hints: Mapping[str, str] = field(default_factory=dict)
+
+    def hint_for(self, kind: str) -> str:
+        """The hint for a failure of *kind*: the specific one if the lab has it, else the general ones."""
+        return self.kind_hints.get(kind) or " ".join(self.hints)
 
 
 def load_lab(directory: Path) -> Lab:
@@ -70,19 +89,39 @@ def load_lab(directory: Path) -> Lab:
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
             checker = module.check
+        general, kinds = _parse_hints(data.get("hints", []), meta)
         return Lab(
             name=directory.name, title=data["title"], summary=data.get("summary", ""), directory=directory,
             program=directory / data.get("program", "program.py"), ready=data.get("ready", DEFAULT_READY),
             trigger=tuple(data.get("trigger", [])), expect=data["expect"], kernel=data.get("kernel", ""),
-            hints=tuple(data.get("hints", [])), expect_timeout=float(data.get("expect_timeout", 30)),
-            setup=tuple(data.get("setup", [])), checker=checker,
+            hints=general, kind_hints=kinds, expect_timeout=float(data.get("expect_timeout", 30)),
+            setup=tuple(data.get("setup", [])), checker=checker, order=int(data.get("order", 100)),
         )
     except KeyError as exc:
         raise CatalogError(f"{meta}: missing {exc}", hint="every lab needs 'title' and 'expect'") from None
 
 
+def _parse_hints(value: object, meta: Path) -> tuple[tuple[str, ...], dict[str, str]]:
+    """``hints = [...]`` (shown for any failure) or a ``[hints]`` table keyed by failure kind.
+
+    In the table, ``general`` (a string or list) is shown when no specific hint fits.
+    """
+    if isinstance(value, list):
+        return tuple(str(h) for h in value), {}
+    if not isinstance(value, dict):
+        raise CatalogError(f"{meta}: 'hints' must be a list or a table", hint="see lab/labs/count/lab.toml")
+    table = dict(value)
+    general = table.pop("general", [])
+    unknown = sorted(set(table) - set(FAILURE_KINDS))
+    if unknown:
+        raise CatalogError(f"{meta}: unknown hint kind(s) {', '.join(unknown)}",
+                           hint=f"known kinds: general, {', '.join(FAILURE_KINDS)}")
+    return (general,) if isinstance(general, str) else tuple(general), {k: str(v) for k, v in table.items()}
+
+
 def all_labs() -> dict[str, Lab]:
-    return {d.name: load_lab(d) for d in sorted(LABS_DIR.iterdir()) if (d / "lab.toml").is_file()}
+    found = [load_lab(d) for d in LABS_DIR.iterdir() if (d / "lab.toml").is_file()]
+    return {lab.name: lab for lab in sorted(found, key=lambda lab: (lab.order, lab.name))}
 
 
 def get_lab(name: str) -> Lab:
@@ -120,8 +159,8 @@ def run_lab(guest: Guest, lab: Lab, *, program: Path | None = None, python: str 
         guest.run(command, check=True)
     # A root-disk guest sees the lab directory through a share, and gets a copy of a program it cannot see.
     guest.run(f"cd {guest.guest_path(lab.directory) or '/tmp'}")
-    # Not exec: the wrapper shell must outlive Python to record its exit status (spawn() writes
-    # it after the command), or a program that fails at once looks like one still attaching.
+    # No `exec`: the spawn script's `echo $? > rc` after the command must run, or a program
+    # that dies (a compile error) is only noticed when the attach timeout runs out.
     process = guest.spawn(f"{python} {guest.visible_path(program)}", on_output=on_output)
     try:
         _wait_ready(guest, lab, process, timeout=attach_timeout)
@@ -131,16 +170,19 @@ def run_lab(guest: Guest, lab: Lab, *, program: Path | None = None, python: str 
         try:
             match = process.expect(lab.expect, timeout=lab.expect_timeout * guest_scale(guest))
         except ProcessEnded as exc:
-            raise _failure(lab, "the program exited before printing what the lab expects", exc.process.output) from None
+            output = exc.process.output
+            kind, what = _exit_kind(output, returncode=exc.process.returncode)
+            raise _failure(lab, kind, f"{what} before printing what the lab expects", output) from None
         except CommandTimeout:
-            raise _failure(lab, f"no output matching {lab.expect!r} after the trigger", process.output) from None
+            kind = "wrong_output" if process.output.strip() else "no_output"
+            raise _failure(lab, kind, f"no output matching {lab.expect!r} after the trigger", process.output) from None
         traced = time.monotonic()
         if lab.checker is not None:
             time.sleep(1.0)
             process.poll()
             problem = lab.checker(process.output)
             if problem:
-                raise _failure(lab, problem, process.output)
+                raise _failure(lab, "check", problem, process.output)
     except KeyboardInterrupt:
         # Ctrl-C/SIGTERM: the guest is about to be stopped, and a console interrupted
         # mid-command would only turn the interrupt into a confusing parse error.
@@ -167,21 +209,27 @@ def _wait_ready(guest: Guest, lab: Lab, process, *, timeout: float) -> None:  # 
             return
         if process.poll() is not None:
             output = process.output
-            if re.search(r":\d+:\d+: (fatal )?error:", output):
-                what = "the BPF program does not compile"
-            elif re.search(r"[Ff]ailed to attach|cannot attach|Failed to load", output):
-                what = "the BPF program could not be loaded or attached"
-            else:
-                what = f"the program exited with status {process.returncode} before attaching its probes"
-            raise _failure(lab, what, output)
+            kind, what = _exit_kind(output, returncode=process.returncode)
+            raise _failure(lab, kind, what if kind != "exited" else f"{what} before attaching its probes", output)
         if time.monotonic() > deadline:
-            raise _failure(lab, f"probes not attached within {timeout:.0f}s (readiness check: {lab.ready})",
+            raise _failure(lab, "not_ready", f"probes not attached within {timeout:.0f}s (readiness check: {lab.ready})",
                            process.output)
-        time.sleep(0.3)
+        # Each check is two console round trips and a few processes in the guest; under
+        # emulation, polling faster mostly slows down the compile it is waiting for.
+        time.sleep(1.0)
 
 
-def _failure(lab: Lab, what: str, output: str) -> LabFailure:
-    error = console.last_error_line(output)
-    hint = lab.hints[0] if lab.hints else ""
+def _exit_kind(output: str, *, returncode: int | None) -> tuple[str, str]:
+    """Why a program ended on its own: (failure kind, what to tell the student)."""
+    if re.search(r":\d+:\d+: (fatal )?error:", output):
+        return "compile", "the BPF program does not compile"
+    # BCC's words when the verifier or the kernel refuses the program, or the probe's target is wrong.
+    if re.search(r"[Ff]ailed to attach|cannot attach|Failed to load|[Ff]ailed to open|bpf: .*(Invalid argument|Permission denied)", output):
+        return "attach", "the BPF program could not be loaded or attached"
+    return "exited", f"the program exited with status {returncode}"
+
+
+def _failure(lab: Lab, kind: str, what: str, output: str) -> LabFailure:
+    error = console.last_error_line(output) if kind not in ("no_output", "wrong_output", "not_ready") else ""
     message = f"lab {lab.name}: {what}" + (f": {error}" if error else "")
-    return LabFailure(message, hint=hint, output=output)
+    return LabFailure(message, hint=lab.hint_for(kind), output=output, kind=kind)

@@ -1,0 +1,89 @@
+"""The lab directories and the failure report, without a guest: fast checks of data and pure functions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lab import catalog
+from lab.errors import CatalogError, LabFailure
+from lab.labs import FAILURE_KINDS, all_labs, load_lab
+from lab.markers import kernel_matches
+from lab.feedback import failure_lines, program_excerpt
+
+DATA = Path(__file__).parent / "data"
+
+# What BCC 0.26 prints for tests/data/students/count_compile_error.py (recorded in a 6.1 guest).
+COMPILE_OUTPUT = (DATA / "students" / "count_compile_error.output").read_text()
+
+
+def test_the_tutorial_labs_are_all_there_in_order() -> None:
+    assert list(all_labs())[:6] == ["hello", "count", "perfbuf", "ringbuf", "opens", "packets"]
+
+
+@pytest.mark.parametrize("name", list(all_labs()))
+def test_lab_directory_is_complete(name: str) -> None:
+    lab = all_labs()[name]
+    assert lab.program.is_file()
+    assert (lab.directory / "README.md").is_file()
+    assert lab.title and lab.summary and lab.expect
+    assert lab.hint_for("compile"), "every lab needs a hint for a compile failure"
+    assert set(lab.kind_hints) <= set(FAILURE_KINDS)
+    if lab.kernel:
+        kernel_matches("6.1", lab.kernel)  # raises on a malformed constraint
+
+
+def test_ringbuf_needs_5_8() -> None:
+    ringbuf = all_labs()["ringbuf"]
+    assert ringbuf.kernel == ">=5.8"
+    assert not kernel_matches("5.4", ringbuf.kernel)
+    assert all(kernel_matches(s.series, ringbuf.kernel) for s in catalog.load_catalog().values()
+               if s.series_tuple >= (5, 8))
+
+
+def test_hints_list_form_still_works(tmp_path: Path) -> None:
+    (tmp_path / "lab.toml").write_text('title = "t"\nexpect = "x"\nhints = ["first", "second"]\n')
+    lab = load_lab(tmp_path)
+    assert lab.hints == ("first", "second")
+    assert lab.hint_for("compile") == "first second"
+
+
+def test_hints_table_gives_the_specific_hint_else_the_general_one(tmp_path: Path) -> None:
+    (tmp_path / "lab.toml").write_text('title = "t"\nexpect = "x"\n[hints]\ngeneral = "g"\ncompile = "c"\n')
+    lab = load_lab(tmp_path)
+    assert lab.hint_for("compile") == "c"
+    assert lab.hint_for("no_output") == "g"
+
+
+def test_unknown_hint_kind_is_a_catalog_error(tmp_path: Path) -> None:
+    (tmp_path / "lab.toml").write_text('title = "t"\nexpect = "x"\n[hints]\ncompiel = "c"\n')
+    with pytest.raises(CatalogError, match="compiel"):
+        load_lab(tmp_path)
+
+
+def test_excerpt_of_a_compile_failure_is_clangs_diagnostic_not_the_traceback() -> None:
+    excerpt = program_excerpt(COMPILE_OUTPUT)
+    assert "error: use of undeclared identifier 'exec'" in excerpt
+    assert "exec.increment(uid);" in excerpt
+    assert "Traceback" not in excerpt
+
+
+def test_excerpt_of_other_failures_is_the_tail() -> None:
+    output = "\n".join(f"line {i}" for i in range(40))
+    assert program_excerpt(output, lines=3) == "line 37\nline 38\nline 39"
+
+
+def test_failure_lines_show_verdict_hint_and_output() -> None:
+    failure = LabFailure("lab count: the BPF program does not compile", hint="read the clang error",
+                         output=COMPILE_OUTPUT, kind="compile")
+    lines = failure_lines(failure, kernel_id="6.1-amd64", show_output=True)
+    assert lines[0] == "6.1-amd64: FAIL lab count: the BPF program does not compile"
+    assert lines[1] == "  hint: read the clang error"
+    assert "compiler errors" in lines[2]
+    assert any("undeclared identifier" in line for line in lines[3:])
+
+
+def test_failure_lines_say_when_the_program_printed_nothing() -> None:
+    failure = LabFailure("lab opens: no output", hint="print", output="", kind="no_output")
+    assert failure_lines(failure, kernel_id="k", show_output=True)[-1] == "--- your program printed nothing ---"

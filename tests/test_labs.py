@@ -1,0 +1,84 @@
+"""Every lab's reference solution on every selected kernel, and students' mistakes caught with a useful hint.
+
+The labs are parametrized inside the session-scoped ``kernel`` axis, so all labs of one
+kernel share one booted guest (``vm``). A lab whose ``kernel`` requirement the kernel
+does not meet is skipped with a reason before the guest is even asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab import catalog
+from lab.errors import LabFailure
+from lab.labs import all_labs, get_lab, run_lab
+from lab.markers import kernel_matches
+
+STUDENTS = Path(__file__).parent / "data" / "students"
+ROOT = Path(__file__).resolve().parent.parent
+
+#: (lab, student's file, failure kind, what the failure message must contain)
+MISTAKES = [
+    ("count", "count_compile_error.py", "compile", r"error: use of undeclared identifier 'exec'"),
+    ("hello", "hello_wrong_function.py", "attach", r"[Ff]ailed to attach .*sys_execve_hello"),
+    ("perfbuf", "perfbuf_wrong_syscall.py", "wrong_output", r"no output matching"),
+    ("opens", "opens_silent.py", "no_output", r"no output matching"),
+]
+
+
+def _attach_timeout(vm) -> float:  # type: ignore[no-untyped-def]
+    return vm.command_timeout * 3
+
+
+def _only_on_default(kernel) -> None:  # type: ignore[no-untyped-def]
+    # A student's mistake fails the same way on every kernel; one kernel is enough to test the checker.
+    if kernel.id != catalog.default_kernel_id():
+        pytest.skip(f"students' programs are checked on the default kernel {catalog.default_kernel_id()} only")
+
+
+#: hello has its own test (tests/test_hello.py) on the same booted guest; no need to run it twice.
+REFERENCE_LABS = [name for name in all_labs() if name != "hello"]
+
+
+@pytest.mark.parametrize("name", REFERENCE_LABS)
+def test_reference_solution_passes(request: pytest.FixtureRequest, kernel, name: str) -> None:  # type: ignore[no-untyped-def]
+    lab = get_lab(name)
+    if lab.kernel and not kernel_matches(kernel.spec.series, lab.kernel):
+        pytest.skip(f"lab {name} needs kernel {lab.kernel}; {kernel.id} is {kernel.spec.series}")
+    vm = request.getfixturevalue("vm")
+    result = run_lab(vm, lab, attach_timeout=_attach_timeout(vm))
+    assert result.passed
+    assert re.search(lab.expect, result.matched)
+
+
+@pytest.mark.parametrize(("name", "student", "kind", "message"), MISTAKES, ids=[m[1].removesuffix(".py") for m in MISTAKES])
+def test_wrong_student_program_fails_with_its_hint(request: pytest.FixtureRequest, kernel, name: str,  # type: ignore[no-untyped-def]
+                                                  student: str, kind: str, message: str) -> None:
+    _only_on_default(kernel)
+    lab = get_lab(name)
+    vm = request.getfixturevalue("vm")
+    with pytest.raises(LabFailure) as caught:
+        run_lab(vm, lab, program=STUDENTS / student, attach_timeout=_attach_timeout(vm))
+    failure = caught.value
+    assert failure.kind == kind
+    assert failure.hint == lab.hint_for(kind) and failure.hint
+    assert re.search(message, failure.message), failure.message
+
+
+def test_lab_check_prints_clang_error_and_hint(kernel) -> None:  # type: ignore[no-untyped-def]
+    """The command a student runs: FAIL, the compiler's words, the hint, exit code 1, no traceback of ours."""
+    _only_on_default(kernel)
+    argv = [sys.executable, "-m", "lab.cli", "check", "count", str(STUDENTS / "count_compile_error.py"),
+            "--kernel", kernel.id]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=900, env=dict(os.environ))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"{kernel.id}: FAIL lab count: the BPF program does not compile" in done.stdout
+    assert "use of undeclared identifier 'exec'" in done.stdout
+    assert f"hint: {get_lab('count').hint_for('compile')}" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
