@@ -151,7 +151,9 @@ def _image_release(image: Path) -> str:
     data = image.read_bytes()
     match = re.search(rb"Linux version (\S+)", data) or re.search(rb"(\d+\.\d+\.\d+\S*) \(\S+@\S+\)", data)
     if not match:
-        raise FetchError(f"cannot tell the release of {image}", hint="add 'modules' (lib/modules/<release>) to the entry")
+        # Bootable all the same, only without modules; 'modules' in the entry names the release.
+        log.warning("cannot tell the release of %s; add 'modules' to its catalog entry", image)
+        return "unknown"
     return match.group(1).decode(errors="replace")
 
 

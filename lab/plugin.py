@@ -66,6 +66,19 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         config.option.dist = "loadgroup"
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:  # type: ignore[no-untyped-def]
+    # Workers parse the original command line, not our choice above: tell them.
+    node.workerinput["ebpf_lab_loadgroup"] = node.config.getvalue("dist") == "loadgroup"
+
+
+def _worker_loadgroup(config: pytest.Config) -> None:
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput and workerinput.get("ebpf_lab_loadgroup"):
+        # xdist's worker adds the '@group' suffix that loadgroup schedules by only when this is set.
+        config.option.loadgroup = True
+
+
 def _option(config: pytest.Config, name: str, ini: str) -> str | None:
     value = config.getoption(name)
     if value in (None, ""):
@@ -74,6 +87,7 @@ def _option(config: pytest.Config, name: str, ini: str) -> str | None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    _worker_loadgroup(config)
     config.addinivalue_line("markers", "kernel(constraint): run only on kernels whose series satisfies it, e.g. kernel('>=5.8')")
     config.addinivalue_line("markers", "arch(*names): run only on these guest architectures, e.g. arch('x86_64')")
     try:
@@ -163,6 +177,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("kernel", params, indirect=True, scope="session")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     _deselect_other_shards(config, items)
     # With pytest-xdist's --dist loadgroup, all tests of one kernel go to one worker.

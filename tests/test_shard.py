@@ -198,3 +198,39 @@ def test_four_shards_report_the_same_matrix_as_one_run(pytester: pytest.Pytester
     assert whole.counts() == {"pass": 6 + 5 + 5 + 1, "fail": 1, "skip": 1, "error": 0}
     table = report.render_table(whole)
     assert report.render_table(shards).split("\ntime per kernel")[0] == table.split("\ntime per kernel")[0]
+
+
+GROUP_TESTS = """
+    import os
+
+    def test_a(kernel):
+        open(os.environ["GROUP_LOG"], "a").write(f"{kernel.id} {os.environ['PYTEST_XDIST_WORKER']}\\n")
+
+    def test_b(kernel):
+        test_a(kernel)
+
+    def test_c(kernel):
+        test_a(kernel)
+"""
+
+
+def test_xdist_keeps_each_kernel_in_one_worker(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
+    """With -n 2, every test of one kernel runs in the same worker, so each kernel boots once."""
+    pytest.importorskip("xdist")
+    kernels = pytester.mkdir("fake-kernels")
+    (kernels / "vmlinuz").write_bytes(b"not a kernel; never booted")
+    for series, arch in FAKE_KERNELS[:4]:
+        (kernels / f"{series}-{arch}.toml").write_text(
+            f'id = "fake-{series}-{arch}"\nseries = "{series}"\narch = "{arch}"\nsource = "local"\nimage = "vmlinuz"\n')
+    monkeypatch.setenv("EBPF_LAB_KERNELS", str(kernels))
+    log = pytester.path / "groups.txt"
+    monkeypatch.setenv("GROUP_LOG", str(log))
+    pytester.makepyfile(test_groups=GROUP_TESTS)
+    result = pytester.runpytest_subprocess("--kernel", "fake-*", "-n", "2", "-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=12)
+    workers: dict[str, set[str]] = {}
+    for line in log.read_text().splitlines():
+        kernel, worker = line.split()
+        workers.setdefault(kernel, set()).add(worker)
+    assert len(workers) == 4
+    assert all(len(w) == 1 for w in workers.values()), workers
