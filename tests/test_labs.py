@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,16 @@ def test_lab_check_prints_clang_error_and_hint(kernel) -> None:  # type: ignore[
     assert "use of undeclared identifier 'exec'" in done.stdout
     assert f"hint: {get_lab('count').hint_for('compile')}" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_closing_a_tracer_interrupts_it_so_it_cleans_up(vm) -> None:  # type: ignore[no-untyped-def]
+    """Labs rely on it: the XDP lab detaches from lo in a `finally`, and a tracer left
+    running would make the next lab's readiness check pass before its own probes exist."""
+    script = ("import time\ntry:\n    print('running', flush=True)\n    time.sleep(600)\n"
+              "except KeyboardInterrupt:\n    print('cleaned up', flush=True)\n")
+    process = vm.spawn(f"/usr/bin/python3 -c {shlex.quote(script)}")
+    process.expect("running", timeout=60)
+    process.close()
+    assert "cleaned up" in process.output
+    assert process.returncode == 0
+    assert not vm.run(f"kill -0 -- -{process.pid}").ok, "the tracer's process group is still alive"
