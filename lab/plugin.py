@@ -170,7 +170,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     params = []
     for spec in state.specs:
         reason = _skip_reason(spec, metafunc.definition)
-        marks = [pytest.mark.skip(reason=reason)] if reason else []
+        # With pytest-xdist's --dist loadgroup, all tests of one kernel go to one worker. The mark
+        # is set here, on the parameter, so it exists before any collection hook (xdist's own
+        # modifyitems, which turns it into the node-id suffix it schedules by, may run before ours).
+        marks = [pytest.mark.xdist_group(spec.id)]
+        if reason:
+            marks.append(pytest.mark.skip(reason=reason))
         params.append(pytest.param(spec, id=spec.id, marks=marks))
     # Session scope groups the tests of one kernel together, so each kernel boots once
     # and only one guest runs at a time in a worker.
@@ -180,11 +185,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     _deselect_other_shards(config, items)
-    # With pytest-xdist's --dist loadgroup, all tests of one kernel go to one worker.
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        if callspec and "kernel" in callspec.params:
-            item.add_marker(pytest.mark.xdist_group(callspec.params["kernel"].id))
 
 
 def _deselect_other_shards(config: pytest.Config, items: list[pytest.Item]) -> None:
