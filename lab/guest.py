@@ -327,6 +327,9 @@ class Process:
             self.guest.run(f"kill -INT -- -{self.pid} 2>/dev/null; for i in 1 2 3 4 5 6 7 8 9 10; do"
                            f" kill -0 -- -{self.pid} 2>/dev/null || break; sleep 0.3; done;"
                            f" kill -KILL -- -{self.pid} 2>/dev/null; true", timeout=30)
+        # What it prints while being stopped (Python's KeyboardInterrupt traceback) is kept in
+        # .output but not streamed: a live view should end with the trace, not with a traceback.
+        self._on_output = None
         self.poll()
 
     def __enter__(self) -> Process:
