@@ -64,7 +64,8 @@ def measure_lab(kernel: session.Kernel, accel) -> dict:  # type: ignore[no-untyp
 def measure_baseline(kernel: session.Kernel, accel, *, timeout: float = 600.0) -> float:  # type: ignore[no-untyped-def]
     # By hand one would run the program and stop it once Hello World! shows; this script does
     # that: start it, trigger execve until the line is there, stop it.
-    script = (f"python3 {TUTORIAL} > /tmp/hello.out 2>&1 & "
+    # -u: output to a file is block-buffered, and grep would wait for a full buffer.
+    script = (f"python3 -u {TUTORIAL} > /tmp/hello.out 2>&1 & "
               "until grep -q 'Hello World' /tmp/hello.out; do /bin/true; sleep 0.2; done; kill %1")
     argv = ["vng", "--run", str(kernel.files.image), "-m", "2G", "--exec", script]
     if not accel.kvm:
