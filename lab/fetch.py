@@ -238,11 +238,30 @@ def _fetch_locked(spec: KernelSpec, *, dest: Path, progress: Progress) -> Kernel
         files = _finish_tree(spec, tmp=tmp, packages=packages)
         os.rename(tmp, dest)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_tree(tmp)
         raise
     progress(f"{spec.id}: ready ({files.release}, {files.size / 2**20:.0f} MiB) in {time.monotonic() - started:.0f}s")
     shutil.rmtree(debs_dir, ignore_errors=True)
     return KernelFiles.load(dest / "kernel.json")
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove *path* even when Ctrl-C lands during the removal (it is raised again once the tree is gone).
+
+    A terminal's Ctrl-C reaches dpkg-deb too: its failure brings us here while Python's own
+    KeyboardInterrupt is still pending, and would otherwise cut the removal short.
+    """
+    interrupted: BaseException | None = None
+    for _ in range(5):
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+        except KeyboardInterrupt as exc:
+            interrupted = exc
+            continue
+        if not path.exists():
+            break
+    if interrupted is not None:
+        raise interrupted
 
 
 def _clear_stale_debs(debs_dir: Path, packages: list[str], *, apt: PrivateApt) -> None:
