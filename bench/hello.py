@@ -50,8 +50,7 @@ def measure_lab(kernel: session.Kernel, accel) -> dict:  # type: ignore[no-untyp
     timeouts = session.timeouts_for(kvm=accel.kvm)
     started = time.monotonic()
     guest = session.new_guest(kernel, accel=accel, timeouts=timeouts)
-    with guest:
-        guest.boot()
+    with guest:  # boots
         result = labs.run_lab(guest, labs.get_lab("hello"), program=HERE / "hello_timed.py",
                               attach_timeout=timeouts.attach)
     total = time.monotonic() - started

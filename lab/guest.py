@@ -78,6 +78,9 @@ class Guest:
         """Start QEMU and wait for the console shell; raises BootTimeout/GuestExited/GuestPanic."""
         from . import prepared
 
+        if self._child is not None:
+            # A second QEMU would run unseen beside the first (and slow it down) until exit.
+            raise GuestError(f"{self.label}: the guest is already booted", hint="close() it before booting again")
         check_files(self.config)
         if prepared.enabled(self.config):
             argv = prepared.qemu_command(self.config)
@@ -87,6 +90,8 @@ class Guest:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.log_path, "w", encoding="utf-8", errors="replace")
         self._log_file.write(f"# {shlex.join(argv)}\n")
+        #: The command that started the guest (QEMU, or vng when not prepared).
+        self.argv = argv
         started = time.monotonic()
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
         env["TERM"] = "dumb"

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import pytest
 
-from lab import apt, catalog, console, prepared
+from lab import apt, catalog, console, kimage, prepared
 from lab.errors import CatalogError, UsageError
 from lab.fetch import relativize_links
 
@@ -71,9 +72,54 @@ def test_last_error_line_prefers_the_compiler():
 
 def test_prepared_boot_puts_our_init_first():
     argv = ["qemu", "-append", "a=1 quiet init=/venv/virtme-ng-init", "-initrd", "/proc/self/fd/3"]
-    out = prepared.rewrite(argv, initramfs=Path("/c/initramfs.img"), init=Path("/lab/init.sh"))
+    out = prepared.rewrite(argv, initramfs=Path("/c/initramfs.img"), init=Path("/lab/init.sh"), cached_share=False)
     assert out[-1] == "/c/initramfs.img"
-    assert out[2].split() == ["a=1", "quiet", "ebpflab_next=/venv/virtme-ng-init", "init=/lab/init.sh"]
+    assert out[2].split() == ["a=1", "quiet", "ebpflab_next=/venv/virtme-ng-init", "ebpflab_cache=0",
+                              "init=/lab/init.sh"]
+
+
+def test_prepared_boot_adds_the_cached_share_and_the_uncompressed_kernel():
+    argv = ["qemu", "-kernel", "/k/vmlinuz", "-append", "init=/venv/virtme-ng-init", "-initrd", "/x"]
+    out = prepared.rewrite(argv, initramfs=Path("/c/i.img"), init=Path("/lab/init.sh"), kernel=Path("/c/vmlinux"))
+    assert out[out.index("-kernel") + 1] == "/c/vmlinux"
+    devices = [out[i + 1] for i, word in enumerate(out) if word == "-device"]
+    assert devices == ["virtio-9p-pci,fsdev=ebpflab,mount_tag=ebpflab"]
+    assert "readonly=on" in out[out.index("-fsdev") + 1]
+    assert "ebpflab_cache=0" not in out[out.index("-append") + 1]
+
+
+def _elf_with_notes(notes: bytes) -> bytes:
+    """A minimal ELF64 header with one PT_NOTE program header pointing at *notes*."""
+    header = bytearray(64)
+    header[:6] = b"\x7fELF\x02\x01"
+    struct.pack_into("<Q", header, 0x20, 64)  # e_phoff
+    struct.pack_into("<HH", header, 0x36, 56, 1)  # e_phentsize, e_phnum
+    phdr = bytearray(56)
+    struct.pack_into("<I", phdr, 0, kimage.PT_NOTE)
+    struct.pack_into("<Q", phdr, 8, 120)  # p_offset
+    struct.pack_into("<Q", phdr, 32, len(notes))  # p_filesz
+    return bytes(header + phdr) + notes
+
+
+def _note(name: bytes, kind: int, desc: bytes) -> bytes:
+    pad = lambda b: b + b"\0" * (-len(b) % 4)  # noqa: E731
+    return struct.pack("<III", len(name), len(desc), kind) + pad(name) + pad(desc)
+
+
+def test_pvh_entry_note_is_found_among_other_xen_notes():
+    other = _note(b"Xen\0", 6, b"linux\0") + _note(b"GNU\0", 18, b"\0" * 4)
+    assert not kimage.has_pvh_entry(_elf_with_notes(other))
+    assert kimage.has_pvh_entry(_elf_with_notes(other + _note(b"Xen\0", 18, b"\x50\x08\x00\x01" + b"\0" * 4)))
+    assert not kimage.has_pvh_entry(b"MZ not an elf")
+
+
+def test_uncompressed_kernel_is_found_after_a_false_magic():
+    import lzma
+
+    elf = _elf_with_notes(_note(b"Xen\0", 18, b"\0" * 8))
+    image = b"setup" + b"\xfd7zXZ\x00 not a stream" + lzma.compress(elf) + b"trailer"
+    assert kimage.extract_elf(image) == elf
+    assert kimage.extract_elf(b"no kernel in here") is None
 
 
 def test_absolute_links_become_relative_inside_the_tree(tmp_path):
