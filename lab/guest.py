@@ -273,6 +273,11 @@ class Process:
         """Everything the process printed so far (as of the last poll)."""
         return self._output
 
+    @property
+    def status_file(self) -> str:
+        """The guest file that holds the exit status once the process has ended (absent before)."""
+        return f"{self._out}.rc"
+
     def poll(self) -> int | None:
         """Fetch new output; return the exit status once the process has ended."""
         f = self._out

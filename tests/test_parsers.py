@@ -169,3 +169,17 @@ def test_local_kernel_entry(tmp_path):
     (tmp_path / "mine.toml").write_text('id = "mine"\nseries = "6.15"\narch = "x86_64"\nsource = "local"\nimage = "bzImage"\n')
     spec = catalog.load_catalog(dirs=[tmp_path])["mine"]
     assert spec.source == "local" and spec.image == (tmp_path / "bzImage").resolve()
+
+
+@pytest.mark.parametrize("files, verdict", [(["ready"], "ready"), (["rc"], "ended"), ([], "late")])
+def test_readiness_loop_says_ready_ended_or_late(tmp_path, files, verdict):
+    # The loop runs in the guest's bash; the host's bash runs it the same way.
+    import subprocess
+
+    from lab.labs import ready_loop
+
+    for name in files:
+        (tmp_path / name).touch()
+    script = ready_loop(f"test -e {tmp_path}/ready", status_file=f"{tmp_path}/rc", timeout=1, interval=0.1)
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=10, check=True)
+    assert result.stdout.split() == [verdict]
