@@ -4,17 +4,18 @@
 initramfs) before QEMU starts, and has no way to keep udev out of the guest. For native
 guests we ask virtme-ng once for its QEMU command line (``--dry-run``) and its initramfs
 (``virtme-run --save-initramfs``), keep both in the cache, and start QEMU from them. The
-guest is the same virtme-ng guest (its initramfs, its init, its 9p root); only our
-``guest_files/init.sh`` runs first, as PID 1, to hide udevd.
+guest is the same virtme-ng guest (its initramfs, its init, its 9p root); one file is
+added to the initramfs (``guest_files/switch_root.sh``) to hide udevd and mount a cache.
 
-Two more things a prepared boot adds, each measured under TCG on 6.1 (see bench/):
+Each addition, measured under TCG on 6.1 (see bench/):
 
 - an x86 kernel boots from its uncompressed ELF through PVH (lab/kimage.py) instead of
   decompressing its bzImage in the guest: 17 s to the shell became 10 s;
-- a second, read-only 9p share of the host root, which init.sh mounts with ``cache=loose``
-  for /usr and the kernel headers. virtme-ng's own share is mounted uncached and a 9p
-  channel takes one mount only, so it has to be a device of its own: cold ``import bcc``
-  went from 6.5 s to 3.4 s and the first compile from 13 s to 9.5 s.
+- a second, read-only 9p share of the host root, which switch_root.sh mounts with
+  ``cache=loose`` for /usr and the kernel headers. virtme-ng's own share is mounted
+  uncached and a 9p channel takes one mount only, so it has to be a device of its own:
+  cold ``import bcc`` went from 6.5 s to 3.4 s and the first compile from 13 s to 9.5 s;
+- that setup runs from the initramfs with busybox, not as an init= script on the 9p root.
 """
 
 from __future__ import annotations
@@ -34,15 +35,16 @@ from .vm import VMConfig, vng_binary, vng_command
 
 log = logging.getLogger(__name__)
 
-INIT = Path(__file__).resolve().parent / "guest_files" / "init.sh"
+#: Appended to virtme-ng's initramfs as /bin/switch_root, which virtme-ng's init execs last.
+SWITCH_ROOT = Path(__file__).resolve().parent / "guest_files" / "switch_root.sh"
 #: Set to 0 to boot every guest through plain ``vng`` instead.
 ENV = "EBPF_LAB_PREPARED"
 #: Set to 0 to boot the bzImage as it is (no PVH entry through the uncompressed ELF).
 PVH_ENV = "EBPF_LAB_PVH"
-#: The 9p share init.sh mounts with cache=loose (see guest_files/init.sh).
+#: The 9p share switch_root.sh mounts with cache=loose.
 CACHED_TAG = "ebpflab"
 #: Bumped when what _prepare() produces changes, so older cache entries are not reused.
-FORMAT = 2
+FORMAT = 3
 
 
 def enabled(config: VMConfig) -> bool:
@@ -64,7 +66,7 @@ def _virtme_version() -> str:
 def _key(vng_argv: list[str], image: Path) -> str:
     stat = image.stat()
     material = json.dumps([FORMAT, vng_argv[1:], str(image), stat.st_size, stat.st_mtime_ns, _virtme_version(),
-                           INIT.read_text(), os.environ.get("EBPF_LAB_9P_CACHE", "1"), os.environ.get(PVH_ENV, "1")])
+                           SWITCH_ROOT.read_text(), os.environ.get("EBPF_LAB_9P_CACHE", "1"), os.environ.get(PVH_ENV, "1")])
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
@@ -131,7 +133,8 @@ def _prepare(config: VMConfig, *, vng_argv: list[str], directory: Path) -> list[
     kernel = None
     if config.arch.name == "x86_64" and os.environ.get(PVH_ENV, "1") != "0":
         kernel = pvh_kernel(config.image)
-    argv = rewrite(argv, initramfs=initramfs, init=INIT, binds=config.fast_dirs, kernel=kernel,
+    add_switch_root(tmp / "initramfs.img")
+    argv = rewrite(argv, initramfs=initramfs, binds=config.fast_dirs, kernel=kernel,
                    cached_share=os.environ.get("EBPF_LAB_9P_CACHE", "1") != "0")
     (tmp / "qemu.json").write_text(json.dumps({"argv": argv}, indent=1))
     try:
@@ -144,11 +147,22 @@ def _prepare(config: VMConfig, *, vng_argv: list[str], directory: Path) -> list[
     return json.loads((directory / "qemu.json").read_text())["argv"]
 
 
-def rewrite(argv: list[str], *, initramfs: Path, init: Path, binds: tuple[Path, ...] = (),
-            kernel: Path | None = None, cached_share: bool = True) -> list[str]:
-    """virtme-ng's QEMU argv with our saved initramfs and our init in front of virtme-ng-init. Pure.
+def add_switch_root(initramfs: Path) -> None:
+    """Append SWITCH_ROOT to *initramfs* as ``bin/switch_root`` (replacing busybox's link there)."""
+    from . import cpio
 
-    *binds* are host directories our init serves from its cached 9p mount (the kernel's headers);
+    size = initramfs.stat().st_size
+    with open(initramfs, "ab") as out:
+        # The kernel looks for the next archive at a 4-byte boundary; 512 is what cpio tools pad to.
+        out.write(b"\0" * (-size % 512))
+        out.write(cpio.archive([cpio.Entry("bin/switch_root", 0o100755, SWITCH_ROOT.read_bytes())]))
+
+
+def rewrite(argv: list[str], *, initramfs: Path, binds: tuple[Path, ...] = (),
+            kernel: Path | None = None, cached_share: bool = True) -> list[str]:
+    """virtme-ng's QEMU argv with our saved initramfs, kernel and cached share. Pure.
+
+    *binds* are host directories switch_root.sh serves from its cached 9p mount (the kernel's headers);
     *kernel* replaces the image (the uncompressed ELF); *cached_share* adds the share for that mount.
     """
     out = list(argv)
@@ -160,15 +174,11 @@ def rewrite(argv: list[str], *, initramfs: Path, init: Path, binds: tuple[Path, 
         out[1:1] = ["-fsdev", f"local,id={CACHED_TAG},path=/,security_model=none,readonly=on,multidevs=remap",
                     "-device", f"virtio-9p-pci,fsdev={CACHED_TAG},mount_tag={CACHED_TAG}"]
     index = out.index("-append") + 1
+    # Unknown name=value kernel parameters reach the initramfs's init as environment variables.
     words = shlex.split(out[index])
-    for i, word in enumerate(words):
-        if word.startswith("init="):
-            # Unknown name=value kernel parameters reach PID 1 as environment variables.
-            words[i] = f"ebpflab_next={word[len('init='):]}"
     if binds:
         words.append("ebpflab_bind=" + ":".join(str(b) for b in binds))
     if not cached_share:
         words.append("ebpflab_cache=0")
-    words.append(f"init={init}")
     out[index] = " ".join(shlex.quote(w) if " " in w else w for w in words)
     return out

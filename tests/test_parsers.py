@@ -70,17 +70,33 @@ def test_last_error_line_prefers_the_compiler():
     assert console.last_error_line("Traceback\nKeyError: 'x'\n") == "KeyError: 'x'"
 
 
-def test_prepared_boot_puts_our_init_first():
+def test_prepared_boot_keeps_virtmes_init_and_passes_our_parameters():
     argv = ["qemu", "-append", "a=1 quiet init=/venv/virtme-ng-init", "-initrd", "/proc/self/fd/3"]
-    out = prepared.rewrite(argv, initramfs=Path("/c/initramfs.img"), init=Path("/lab/init.sh"), cached_share=False)
+    out = prepared.rewrite(argv, initramfs=Path("/c/initramfs.img"), binds=(Path("/k/6.1"),), cached_share=False)
     assert out[-1] == "/c/initramfs.img"
-    assert out[2].split() == ["a=1", "quiet", "ebpflab_next=/venv/virtme-ng-init", "ebpflab_cache=0",
-                              "init=/lab/init.sh"]
+    assert out[2].split() == ["a=1", "quiet", "init=/venv/virtme-ng-init", "ebpflab_bind=/k/6.1", "ebpflab_cache=0"]
+
+
+def test_switch_root_is_appended_to_the_initramfs_and_replaces_busyboxs_link(tmp_path):
+    from lab import cpio
+
+    initramfs = tmp_path / "initramfs.img"
+    # virtme-ng's archive links bin/switch_root to busybox; an odd length checks the padding.
+    initramfs.write_bytes(cpio.archive([cpio.Entry("bin", 0o40755), cpio.Entry("bin/switch_root", 0o120777, b"busybox"),
+                                        cpio.Entry("init", 0o100755, b"#!/bin/sh\n")]) + b"\0")
+    prepared.add_switch_root(initramfs)
+    data = initramfs.read_bytes()
+    entries = cpio.read(data)
+    assert [e.name for e in entries] == ["bin", "bin/switch_root", "init", "bin/switch_root"]
+    last = entries[-1]
+    assert last.mode == 0o100755 and last.data == prepared.SWITCH_ROOT.read_bytes()
+    # The kernel wants each archive at a 4-byte boundary.
+    assert data.index(b"070701", len(data) - len(cpio.archive([last]))) % 4 == 0
 
 
 def test_prepared_boot_adds_the_cached_share_and_the_uncompressed_kernel():
     argv = ["qemu", "-kernel", "/k/vmlinuz", "-append", "init=/venv/virtme-ng-init", "-initrd", "/x"]
-    out = prepared.rewrite(argv, initramfs=Path("/c/i.img"), init=Path("/lab/init.sh"), kernel=Path("/c/vmlinux"))
+    out = prepared.rewrite(argv, initramfs=Path("/c/i.img"), kernel=Path("/c/vmlinux"))
     assert out[out.index("-kernel") + 1] == "/c/vmlinux"
     devices = [out[i + 1] for i, word in enumerate(out) if word == "-device"]
     assert devices == ["virtio-9p-pci,fsdev=ebpflab,mount_tag=ebpflab"]
