@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .arches import Arch, get_arch, host_arch
@@ -50,6 +50,8 @@ class KernelSpec:
     headers: Path | None = None
     #: Debian suite whose userland (python3-bpfcc) suits this kernel, for root-disk guests.
     userland: str = ""
+    #: Boot *userland* from its own root disk even on the host's architecture (``--userland debian``).
+    own_userland: bool = False
     #: The file the entry came from, for error messages.
     path: Path = field(default=Path(), compare=False)
 
@@ -161,6 +163,41 @@ def select(catalog: dict[str, KernelSpec], *, kernels: str | None, arches: str |
         for spec in matched:
             chosen[spec.id] = spec
     return list(chosen.values())
+
+
+#: Debian suite names a ``--userland debian:<suite>`` may give (not checked against the mirror here).
+_SUITE_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+
+def parse_userland(text: str | None) -> tuple[str, str]:
+    """``--userland``: ``host`` (default), ``debian`` (each kernel's own suite) or ``debian:<suite>``. Pure.
+
+    Returns (mode, suite); suite is empty unless one was named.
+    """
+    value = (text or "host").strip()
+    if value == "host":
+        return "host", ""
+    mode, _, suite = value.partition(":")
+    if mode == "debian" and (not suite or set(suite) <= _SUITE_CHARS):
+        return "debian", suite
+    raise UsageError(f"unknown userland {value!r}",
+                     hint="use 'host', 'debian' (each kernel's own Debian suite) or 'debian:<suite>', e.g. debian:trixie")
+
+
+def with_userland(specs: list[KernelSpec], text: str | None) -> list[KernelSpec]:
+    """*specs* with the userland ``--userland`` chose. A foreign architecture always boots a Debian
+    userland (the host's cannot run there): ``host`` leaves it at the kernel's own suite."""
+    mode, suite = parse_userland(text)
+    if mode == "host":
+        return specs
+    chosen = []
+    for spec in specs:
+        name = suite or spec.userland
+        if not name:
+            raise UsageError(f"kernel {spec.id} names no Debian suite for --userland debian",
+                             hint=f"use --userland debian:<suite>, or add userland = \"<suite>\" to {spec.path}")
+        chosen.append(replace(spec, userland=name, own_userland=True))
+    return chosen
 
 
 def _names_arch(kernels: str, catalog: dict[str, KernelSpec]) -> bool:

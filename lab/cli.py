@@ -22,7 +22,8 @@ def _say(text: str) -> None:
 
 
 def _select_one(args: argparse.Namespace) -> catalog.KernelSpec:
-    specs = catalog.select(catalog.load_catalog(), kernels=args.kernel, arches=getattr(args, "arch", None))
+    specs = catalog.with_userland(catalog.select(catalog.load_catalog(), kernels=args.kernel,
+                                                 arches=getattr(args, "arch", None)), args.userland)
     if len(specs) != 1 and args.kernel not in (None, ""):
         return specs[0] if len(specs) == 1 else _too_many(specs)
     return specs[0]
@@ -40,7 +41,7 @@ def _boot(spec: catalog.KernelSpec, args: argparse.Namespace):  # type: ignore[n
     kernel = session.with_rootfs(kernel, progress=_say)
     accel = session.choose_accel(kernel)
     timeouts = session.timeouts_for(kvm=accel.kvm, boot=args.boot_timeout, command=args.command_timeout,
-                                    foreign=session.needs_rootfs(spec))
+                                    foreign=session.is_foreign(spec))
     guest = session.new_guest(kernel, accel=accel, timeouts=timeouts)
     _say(f"booting {kernel.id} ({kernel.release}) under {accel.name.upper()}; console log: {guest.log_path}")
     return kernel, timeouts, guest
@@ -60,7 +61,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _run_or_check(args: argparse.Namespace, *, lab: labs.Lab, program: Path | None) -> int:
-    specs = catalog.select(catalog.load_catalog(), kernels=args.kernel, arches=args.arch)
+    specs = catalog.with_userland(catalog.select(catalog.load_catalog(), kernels=args.kernel, arches=args.arch),
+                                  args.userland)
     if program is None and len(specs) > 1:
         _too_many(specs)
     failures = 0
@@ -123,7 +125,8 @@ def cmd_kernels(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    specs = catalog.select(catalog.load_catalog(), kernels=",".join(args.kernels) or None, arches=args.arch)
+    specs = catalog.with_userland(catalog.select(catalog.load_catalog(), kernels=",".join(args.kernels) or None,
+                                                 arches=args.arch), args.userland)
     for spec in specs:
         kernel = session.with_rootfs(session.prepare(spec, progress=_say), progress=_say)
         print(f"{kernel.id}: {kernel.release} ({kernel.files.version}) in {kernel.files.root}")
@@ -224,6 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--arch", help="architecture(s): x86_64, arm64, comma list or 'all'")
         p.add_argument("--boot-timeout", type=float, help="seconds to wait for the guest's shell")
         p.add_argument("--command-timeout", type=float, help="seconds each guest command may take")
+        with_userland(p)
+
+    def with_userland(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--userland", default=None, metavar="WHICH",
+                       help="the guest's programs: 'host' (default on the host's arch), 'debian' (the kernel's own "
+                            "Debian suite, from a root disk) or 'debian:SUITE'")
 
     p = sub.add_parser("run", help="run a lab's reference program live in a guest (default lab: hello)")
     p.add_argument("lab", nargs="?", default="hello")
@@ -242,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fetch", help="download kernels into the cache")
     p.add_argument("kernels", nargs="*")
     p.add_argument("--arch")
+    with_userland(p)
     p.set_defaults(func=cmd_fetch)
     p = sub.add_parser("list", help="the labs")
     p.set_defaults(func=cmd_list)

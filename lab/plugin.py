@@ -49,6 +49,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="seconds a guest may take to boot (default: scaled for KVM/TCG)")
     group.addoption("--command-timeout", action="store", type=float, default=None,
                     help="seconds a guest command may take (default: scaled for KVM/TCG)")
+    group.addoption("--userland", action="store", default=None, dest="lab_userland", metavar="WHICH",
+                    help="the guest's programs: 'host' (default), 'debian' (each kernel's own Debian suite, "
+                         "from a root disk) or 'debian:SUITE'")
     group.addoption("--shard", action="store", default=None, dest="lab_shard", metavar="K/N",
                     help="run shard K of N: whole kernels split deterministically across N CI jobs")
     parser.addini("lab_kernel", "default for --kernel", default="")
@@ -56,6 +59,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("lab_boot_timeout", "default for --boot-timeout", default="")
     parser.addini("lab_command_timeout", "default for --command-timeout", default="")
     parser.addini("lab_shard", "default for --shard", default="")
+    parser.addini("lab_userland", "default for --userland", default="")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -93,6 +97,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         specs = catalog.select(catalog.load_catalog(), kernels=_option(config, "kernel", "lab_kernel"),
                                arches=_option(config, "lab_arch", "lab_arch"))
+        specs = catalog.with_userland(specs, _option(config, "lab_userland", "lab_userland"))
     except LabError as error:
         raise pytest.UsageError(str(error)) from None
     _stop_on_sigterm()
@@ -251,7 +256,7 @@ def vm(request: pytest.FixtureRequest, _lab_guest_slot: session.Kernel) -> Guest
             verdict = state.accel.get(kernel.id) or session.choose_accel(kernel)
             state.accel[kernel.id] = verdict
             timeouts = session.timeouts_for(kvm=verdict.kvm, boot=state.boot_timeout, command=state.command_timeout,
-                                            foreign=session.needs_rootfs(kernel.spec))
+                                            foreign=session.is_foreign(kernel.spec))
             guest = session.new_guest(kernel, accel=verdict, timeouts=timeouts)
             guest.boot()
         except LabError as error:
@@ -286,6 +291,9 @@ def _label(item: pytest.Item) -> None:
     item.stash[_LABELLED] = True
     item.user_properties.append(("kernel", spec.id))
     item.user_properties.append(("arch", spec.arch.name))
+    from .session import needs_rootfs
+
+    item.user_properties.append(("userland", f"debian:{spec.userland}" if needs_rootfs(spec) else "host"))
     from .fetch import cached
 
     files = cached(spec)

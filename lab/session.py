@@ -88,7 +88,13 @@ def timeouts_for(*, kvm: bool, boot: float | None = None, command: float | None 
 
 
 def needs_rootfs(spec: KernelSpec) -> bool:
-    """A foreign-architecture guest cannot run the host's userland: it boots its own."""
+    """A foreign-architecture guest cannot run the host's userland: it boots its own, as does
+    any guest asked to (``--userland debian``)."""
+    return spec.own_userland or is_foreign(spec)
+
+
+def is_foreign(spec: KernelSpec) -> bool:
+    """The guest's architecture is not the host's: every instruction is emulated."""
     return spec.arch.debian != host_arch().debian
 
 
@@ -103,7 +109,7 @@ def with_rootfs(kernel: Kernel, *, progress: Progress = lambda _: None) -> Kerne
         return kernel
     spec = kernel.spec
     if not spec.userland:
-        raise HostError(f"kernel {spec.id} is {spec.arch.name} and needs a Debian userland to boot",
+        raise HostError(f"kernel {spec.id} needs a Debian userland to boot and names none",
                         hint=f"add userland = \"bookworm\" (or another suite) to {spec.path}")
     root = rootfs_mod.ensure(suite=spec.userland, arch=spec.arch, kernel=kernel.files, progress=progress)
     return Kernel(spec=spec, files=kernel.files, rootfs=root)

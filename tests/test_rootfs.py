@@ -176,6 +176,29 @@ def test_host_guests_keep_the_host_userland():
     assert VMConfig(image=Path("/k"), arch=native.arch, kvm=True).root_disk is None
 
 
+def test_userland_choice_pairs_native_kernels_with_a_debian_suite():
+    entries = catalog.load_catalog()
+    native = catalog.select(entries, kernels="6.12")
+    assert catalog.with_userland(native, None) == native
+    assert catalog.with_userland(native, "host") == native
+    own = catalog.with_userland(native, "debian")[0]
+    assert (own.userland, own.own_userland) == ("trixie", True)
+    assert session.needs_rootfs(own) and not session.is_foreign(own)
+    assert catalog.with_userland(native, "debian:bookworm")[0].userland == "bookworm"
+    # A foreign kernel boots a Debian userland whatever --userland says; a suite named for it is used.
+    arm = catalog.select(entries, kernels="6.1-arm64")
+    assert session.needs_rootfs(catalog.with_userland(arm, "host")[0])
+    assert catalog.with_userland(arm, "debian:trixie")[0].userland == "trixie"
+
+
+@pytest.mark.parametrize("bad", ["ubuntu", "debian:Trixie", "debian:a b", "deb"])
+def test_unknown_userland_is_a_usage_error(bad):
+    from lab.errors import UsageError
+
+    with pytest.raises(UsageError, match="unknown userland"):
+        catalog.parse_userland(bad)
+
+
 def test_arm64_catalog_entries_pair_kernels_with_their_suite():
     entries = catalog.load_catalog()
     assert entries["6.1-arm64"].userland == "bookworm"

@@ -1,0 +1,35 @@
+"""``--userland debian``: a native kernel paired with the BCC of its own Debian suite, from a root disk.
+
+The host's userland (bookworm's BCC 0.26) is the default; here 6.12 boots trixie's (BCC 0.31,
+Python 3.13) from an ext4 image built by mmdebstrap, the path arm64 guests take.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from lab import catalog, session
+from lab.labs import get_lab, run_lab
+
+
+@pytest.fixture(scope="module")
+def trixie_guest():
+    [spec] = catalog.with_userland(catalog.select(catalog.load_catalog(), kernels="6.12-amd64"), "debian")
+    kernel = session.with_rootfs(session.prepare(spec))
+    accel = session.choose_accel(kernel)
+    guest = session.new_guest(kernel, accel=accel, timeouts=session.timeouts_for(kvm=accel.kvm))
+    with guest:
+        yield guest
+
+
+def test_guest_runs_its_own_suites_userland(trixie_guest):
+    assert trixie_guest.config.root_disk is not None
+    release = trixie_guest.run(". /etc/os-release; echo $VERSION_CODENAME", check=True).output.split()
+    assert release == ["trixie"]
+    python = trixie_guest.run("python3 -c 'import sys, bcc; print(sys.version_info[:2], bcc.__file__)'", check=True)
+    assert python.output.startswith("(3, 13) /usr/lib/python3/dist-packages/bcc/")
+
+
+def test_hello_lab_with_the_suites_bcc(trixie_guest):
+    result = run_lab(trixie_guest, get_lab("hello"), attach_timeout=trixie_guest.command_timeout * 3)
+    assert "Hello World!" in result.matched
