@@ -14,8 +14,10 @@ import argparse
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lab import catalog, labs, session  # noqa: E402
-from lab.errors import LabError  # noqa: E402
+from lab.errors import GuestError, LabError  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TUTORIAL = HERE.parent / "lab" / "labs" / "hello" / "program.py"
@@ -47,7 +49,7 @@ class Row:
 
 
 def measure_lab(kernel: session.Kernel, accel) -> dict:  # type: ignore[no-untyped-def]
-    timeouts = session.timeouts_for(kvm=accel.kvm)
+    timeouts = session.timeouts_for(kvm=accel.kvm, foreign=session.is_foreign(kernel.spec))
     started = time.monotonic()
     guest = session.new_guest(kernel, accel=accel, timeouts=timeouts)
     with guest:  # boots
@@ -60,35 +62,57 @@ def measure_lab(kernel: session.Kernel, accel) -> dict:  # type: ignore[no-untyp
             "trace": result.trace_seconds, "lab_total": total}
 
 
-def measure_baseline(kernel: session.Kernel, accel, *, timeout: float = 600.0) -> float:  # type: ignore[no-untyped-def]
+def measure_baseline(kernel: session.Kernel, accel, *, timeout: float = 900.0) -> float:  # type: ignore[no-untyped-def]
     # By hand one would run the program and stop it once Hello World! shows; this script does
     # that: start it, trigger execve until the line is there, stop it.
     # -u: output to a file is block-buffered, and grep would wait for a full buffer.
-    script = (f"python3 -u {TUTORIAL} > /tmp/hello.out 2>&1 & "
-              "until grep -q 'Hello World' /tmp/hello.out; do /bin/true; sleep 0.2; done; kill %1")
-    argv = ["vng", "--run", str(kernel.files.image), "-m", "2G", "--exec", script]
+    program = TUTORIAL
+    argv = ["vng", "--run", str(kernel.files.image), "-m", "2G"]
+    if kernel.rootfs is not None:
+        # A root-disk guest (foreign arch, --userland debian) as one would boot it by hand:
+        # the same image, kernel and busybox, the tutorial shared read-only.
+        program = Path("/run/hello") / TUTORIAL.name
+        argv = ["vng", "--run", str(kernel.rootfs.kernel_image), "-m", "2G", "--root-disk", str(kernel.rootfs.disk),
+                "--root-fstype", "ext4", "--busybox", str(kernel.rootfs.busybox), f"--rodir=/run/hello={TUTORIAL.parent}"]
+        if session.is_foreign(kernel.spec):
+            argv += ["--arch", kernel.spec.arch.vng]
+    # The output also goes to a host directory, so the benchmark knows the run did what it timed
+    # (vng's own output channel needs udevd on the host; a failed boot would look fast).
+    out = Path(tempfile.mkdtemp(prefix="ebpf-lab-bench-"))
+    script = (f"python3 -u {program} > /tmp/hello.out 2>&1 & "
+              "until grep -q 'Hello World' /tmp/hello.out; do /bin/true; sleep 0.2; done; kill %1;"
+              " cp /tmp/hello.out /run/bench-out/")
+    argv += [f"--rwdir=/run/bench-out={out}", "--exec", script]
     if not accel.kvm:
         argv.insert(1, "--disable-kvm")
     print(f"+ {shlex.join(argv)}", file=sys.stderr)
     started = time.monotonic()
     subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   timeout=timeout, check=False, start_new_session=True)
-    return time.monotonic() - started
+                   timeout=timeout, check=False, start_new_session=True, cwd="/tmp")
+    elapsed = time.monotonic() - started
+    seen = (out / "hello.out").read_text(errors="replace") if (out / "hello.out").is_file() else ""
+    shutil.rmtree(out, ignore_errors=True)
+    if "Hello World" not in seen:
+        raise GuestError(f"{kernel.id}: the hand-run baseline did not print Hello World! ({elapsed:.0f}s)",
+                         hint="run the printed vng command by hand to see why")
+    return elapsed
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kernel", default=None, help="kernel id, series, glob or 'all' (default: 6.1)")
     parser.add_argument("--arch", default=None)
+    parser.add_argument("--userland", default=None, help="host (default), debian or debian:SUITE, as for 'lab run'")
     parser.add_argument("--repeat", type=int, default=1, help="runs per kernel (the median is shown)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the hand-run vng baseline")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
     args = parser.parse_args()
     try:
-        specs = catalog.select(catalog.load_catalog(), kernels=args.kernel, arches=args.arch)
+        specs = catalog.with_userland(catalog.select(catalog.load_catalog(), kernels=args.kernel, arches=args.arch),
+                                      args.userland)
         rows = []
         for spec in specs:
-            kernel = session.prepare(spec)
+            kernel = session.with_rootfs(session.prepare(spec))
             accel = session.choose_accel(kernel)
             runs = []
             for _ in range(args.repeat):

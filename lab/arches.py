@@ -21,13 +21,20 @@ class Arch:
     qemu: str
     #: Prefix of syscall entry points, so ``execve`` becomes e.g. ``__x64_sys_execve``.
     syscall_prefix: str
+    #: QEMU ``-cpu`` when emulated on another architecture (empty: virtme-ng's choice).
+    emulated_cpu: str = ""
 
 
 ARCHES: dict[str, Arch] = {
     a.debian: a
     for a in (
         Arch(name="x86_64", debian="amd64", vng="x86_64", qemu="qemu-system-x86_64", syscall_prefix="__x64_sys_"),
-        Arch(name="aarch64", debian="arm64", vng="arm64", qemu="qemu-system-aarch64", syscall_prefix="__arm64_sys_"),
+        # virtme-ng picks cortex-a57 (ARMv8.0) under TCG. With 'max', glibc and LLVM use LSE
+        # atomics and newer instructions that TCG maps to the host's more directly; pointer
+        # authentication (QARMA, costly to emulate) and SVE stay off. Measured on 6.1 (bookworm
+        # userland): BCC's compile 27.9 s -> 21.2 s cold, 27.3 s -> 16.9 s warm.
+        Arch(name="aarch64", debian="arm64", vng="arm64", qemu="qemu-system-aarch64", syscall_prefix="__arm64_sys_",
+             emulated_cpu="max,pauth=off,sve=off"),
         Arch(name="riscv64", debian="riscv64", vng="riscv64", qemu="qemu-system-riscv64", syscall_prefix="__riscv_sys_"),
     )
 }

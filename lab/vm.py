@@ -125,7 +125,11 @@ def vng_command(config: VMConfig, *, vng: str = "vng", interactive: bool = False
     # does the same for --exec scripts, but not for a --shell session).
     for word in ("loglevel=4", "panic=-1", *config.append):
         argv += ["--append", word]
+    opts: tuple[str, ...] = ("-no-reboot",)
+    if config.arch.emulated_cpu and config.arch.debian != host_arch().debian:
+        # QEMU takes the last -cpu: this one, after virtme-ng's.
+        opts += ("-cpu", config.arch.emulated_cpu)
     # The '=' form: a value that starts with '-' would otherwise be taken for an option of vng.
-    for opt in ("-no-reboot", *config.qemu_opts):
+    for opt in (*opts, *config.qemu_opts):
         argv.append(f"--qemu-opts={opt}")
     return argv

@@ -168,6 +168,8 @@ def test_root_disk_guest_command_line(tmp_path):
     assert argv[argv.index("--busybox") + 1] == str(tmp_path / "busybox")
     assert argv[argv.index("--shell") + 1] == f"{GUEST_LAB_DIR}/guest_files/shell.sh"
     assert f"--rodir={GUEST_LAB_DIR}={LAB_PACKAGE}" in argv
+    # An emulated arm64 CPU without pointer authentication: QEMU takes the last -cpu given.
+    assert argv[argv.index("--qemu-opts=-cpu") + 1] == "--qemu-opts=max,pauth=off,sve=off"
 
 
 def test_host_guests_keep_the_host_userland():
