@@ -20,7 +20,7 @@ from .catalog import KernelSpec
 from .errors import HostError
 from .fetch import KernelFiles, Progress, fetch
 from .guest import Guest
-from .settings import logs_dir, timeout_scale
+from .settings import guest_cpus, logs_dir, timeout_scale
 from .vm import VMConfig, guest_shell, root_disk_shares
 
 #: Timeouts under KVM; TCG multiplies them (emulation is ~10x slower, and CI runs two guests at once).
@@ -151,11 +151,11 @@ def vm_config(kernel: Kernel, *, accel: accel_mod.Accel, append: tuple[str, ...]
     kernel = with_rootfs(kernel)
     if kernel.rootfs is None:
         return VMConfig(image=kernel.files.image, arch=kernel.spec.arch, kvm=accel.kvm, append=append, memory=memory,
-                        fast_dirs=(kernel.files.root,) if kernel.spec.source != "local" else ())
+                        cpus=guest_cpus(), fast_dirs=(kernel.files.root,) if kernel.spec.source != "local" else ())
     shares = root_disk_shares()
     return VMConfig(
         # The image beside its own lib/modules, so virtme-ng exports the right modules.
         image=kernel.rootfs.kernel_image, arch=kernel.spec.arch, kvm=accel.kvm, append=append, memory=memory,
-        root_disk=kernel.rootfs.disk, root_fstype="ext4", busybox=kernel.rootfs.busybox,
+        cpus=guest_cpus(), root_disk=kernel.rootfs.disk, root_fstype="ext4", busybox=kernel.rootfs.busybox,
         rodirs=shares, shell=guest_shell(shares),
     )

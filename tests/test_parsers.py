@@ -199,3 +199,17 @@ def test_readiness_loop_says_ready_ended_or_late(tmp_path, files, verdict):
     script = ready_loop(f"test -e {tmp_path}/ready", status_file=f"{tmp_path}/rc", timeout=1, interval=0.1)
     result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=10, check=True)
     assert result.stdout.split() == [verdict]
+
+
+def test_guest_cpus_share_the_host_among_parallel_guests(monkeypatch):
+    from lab.settings import guest_cpus
+
+    monkeypatch.delenv("EBPF_LAB_CPUS", raising=False)
+    assert guest_cpus(host_cpus=2, parallel=1) == 2
+    assert guest_cpus(host_cpus=2, parallel=2) == 1
+    assert guest_cpus(host_cpus=16, parallel=4) == 2
+    assert guest_cpus(host_cpus=1, parallel=1) == 1
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+    assert guest_cpus(host_cpus=2) == 1
+    monkeypatch.setenv("EBPF_LAB_CPUS", "3")
+    assert guest_cpus(host_cpus=2) == 3
