@@ -220,3 +220,15 @@ def test_an_entry_of_an_older_layout_is_fetched_again(spec_in_tmp_cache):
     del data["format"]
     (root / "kernel.json").write_text(json.dumps(data))
     assert fetch.cached(spec_in_tmp_cache) is None
+
+
+def test_ring_buffer_lab_is_skipped_with_a_reason_on_a_kernel_before_5_8(tmp_path):
+    # No catalog kernel is older than 5.8 (5.10 has ring buffers), so a user's own 5.4 entry
+    # stands in; the lab is skipped before anything is fetched or booted.
+    (tmp_path / "old.toml").write_text('id = "old-5.4"\nseries = "5.4"\narch = "amd64"\nsource = "local"\n'
+                                       'image = "/nonexistent/bzImage"\n')
+    result = lab("run", "ringbuf", "--kernel", "old-5.4", env={"EBPF_LAB_KERNELS": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "old-5.4: SKIP (lab ringbuf needs kernel >=5.8)"
+    listing = lab("list", env={"EBPF_LAB_KERNELS": str(tmp_path)}).stdout
+    assert any(line.startswith("ringbuf") and ">=5.8" in line and "old-5.4" in line for line in listing.splitlines()), listing
