@@ -339,7 +339,8 @@ def render_chart(times: dict[str, dict[str, float]]) -> str:
     label_w, bar_w, row_h, top = 130, 720, 28, 8
     longest = max(row["total"] for row in times.values()) or 1.0
     height = top + row_h * len(times) + 24
-    out = [f'<svg id="time-chart" xmlns="http://www.w3.org/2000/svg" width="{label_w + bar_w + 90}" height="{height}" '
+    # No xmlns: an HTML parser puts inline <svg> in the SVG namespace by itself, and the page names no URL.
+    out = [f'<svg id="time-chart" width="{label_w + bar_w + 90}" height="{height}" '
            f'role="img" aria-label="seconds per kernel">']
     for row_index, (kernel, row) in enumerate(times.items()):
         y = top + row_index * row_h
