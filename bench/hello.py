@@ -114,8 +114,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
     args = parser.parse_args()
     try:
-        specs = catalog.with_userland(catalog.select(catalog.load_catalog(), kernels=args.kernel, arches=args.arch),
-                                      args.userland)
+        specs = catalog.select(catalog.load_catalog(), kernels=args.kernel, arches=args.arch, userland=args.userland)
         rows = []
         for spec in specs:
             kernel = session.with_rootfs(session.prepare(spec))

@@ -135,8 +135,10 @@ def default_kernel_id() -> str:
     return f"{DEFAULT_SERIES}-{host_arch().debian}"
 
 
-def select(catalog: dict[str, KernelSpec], *, kernels: str | None, arches: str | None = None) -> list[KernelSpec]:
-    """Kernels named by ``--kernel`` (id, series, comma list, glob or ``all``) and ``--arch``.
+def select(catalog: dict[str, KernelSpec], *, kernels: str | None, arches: str | None = None,
+           userland: str | None = None) -> list[KernelSpec]:
+    """Kernels named by ``--kernel`` (id, series, comma list, glob or ``all``) and ``--arch``,
+    with the userland ``--userland`` chose (see with_userland).
 
     With no ``--arch``, a series or glob means the host's architecture; ``all``
     means every architecture only when ``--arch all`` says so too.
@@ -162,7 +164,7 @@ def select(catalog: dict[str, KernelSpec], *, kernels: str | None, arches: str |
                              hint=f"known kernels: {known} (see 'lab kernels')")
         for spec in matched:
             chosen[spec.id] = spec
-    return list(chosen.values())
+    return with_userland(list(chosen.values()), userland)
 
 
 #: Debian suite names a ``--userland debian:<suite>`` may give (not checked against the mirror here).

@@ -22,8 +22,8 @@ def _say(text: str) -> None:
 
 
 def _select_one(args: argparse.Namespace) -> catalog.KernelSpec:
-    specs = catalog.with_userland(catalog.select(catalog.load_catalog(), kernels=args.kernel,
-                                                 arches=getattr(args, "arch", None)), args.userland)
+    specs = catalog.select(catalog.load_catalog(), kernels=args.kernel, arches=getattr(args, "arch", None),
+                           userland=args.userland)
     if len(specs) != 1 and args.kernel not in (None, ""):
         return specs[0] if len(specs) == 1 else _too_many(specs)
     return specs[0]
@@ -61,8 +61,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _run_or_check(args: argparse.Namespace, *, lab: labs.Lab, program: Path | None) -> int:
-    specs = catalog.with_userland(catalog.select(catalog.load_catalog(), kernels=args.kernel, arches=args.arch),
-                                  args.userland)
+    specs = catalog.select(catalog.load_catalog(), kernels=args.kernel, arches=args.arch, userland=args.userland)
     if program is None and len(specs) > 1:
         _too_many(specs)
     failures = 0
@@ -125,8 +124,8 @@ def cmd_kernels(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    specs = catalog.with_userland(catalog.select(catalog.load_catalog(), kernels=",".join(args.kernels) or None,
-                                                 arches=args.arch), args.userland)
+    specs = catalog.select(catalog.load_catalog(), kernels=",".join(args.kernels) or None, arches=args.arch,
+                           userland=args.userland)
     for spec in specs:
         kernel = session.with_rootfs(session.prepare(spec, progress=_say), progress=_say)
         print(f"{kernel.id}: {kernel.release} ({kernel.files.version}) in {kernel.files.root}")

@@ -90,8 +90,6 @@ class Guest:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.log_path, "w", encoding="utf-8", errors="replace")
         self._log_file.write(f"# {shlex.join(argv)}\n")
-        #: The command that started the guest (QEMU, or vng when not prepared).
-        self.argv = argv
         started = time.monotonic()
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
         env["TERM"] = "dumb"

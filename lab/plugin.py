@@ -96,8 +96,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "arch(*names): run only on these guest architectures, e.g. arch('x86_64')")
     try:
         specs = catalog.select(catalog.load_catalog(), kernels=_option(config, "kernel", "lab_kernel"),
-                               arches=_option(config, "lab_arch", "lab_arch"))
-        specs = catalog.with_userland(specs, _option(config, "lab_userland", "lab_userland"))
+                               arches=_option(config, "lab_arch", "lab_arch"),
+                               userland=_option(config, "lab_userland", "lab_userland"))
     except LabError as error:
         raise pytest.UsageError(str(error)) from None
     _stop_on_sigterm()

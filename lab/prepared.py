@@ -28,7 +28,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from . import kimage
+from . import cpio, kimage
 from .errors import HostError
 from .settings import cache_dir
 from .vm import VMConfig, vng_binary, vng_command
@@ -149,8 +149,6 @@ def _prepare(config: VMConfig, *, vng_argv: list[str], directory: Path) -> list[
 
 def add_switch_root(initramfs: Path) -> None:
     """Append SWITCH_ROOT to *initramfs* as ``bin/switch_root`` (replacing busybox's link there)."""
-    from . import cpio
-
     size = initramfs.stat().st_size
     with open(initramfs, "ab") as out:
         # The kernel looks for the next archive at a 4-byte boundary; 512 is what cpio tools pad to.

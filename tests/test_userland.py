@@ -14,7 +14,7 @@ from lab.labs import get_lab, run_lab
 
 @pytest.fixture(scope="module")
 def trixie_guest():
-    [spec] = catalog.with_userland(catalog.select(catalog.load_catalog(), kernels="6.12-amd64"), "debian")
+    [spec] = catalog.select(catalog.load_catalog(), kernels="6.12-amd64", userland="debian")
     kernel = session.with_rootfs(session.prepare(spec))
     accel = session.choose_accel(kernel)
     guest = session.new_guest(kernel, accel=accel, timeouts=session.timeouts_for(kvm=accel.kvm))
