@@ -6,11 +6,14 @@ from bcc import BPF
 
 DEVICE = sys.argv[1] if len(sys.argv) > 1 else "lo"
 
+# The uapi headers only: the kernel-internal linux/ip.h and linux/udp.h pull in much of the
+# kernel (linux/bpf.h, linux/fs.h), which BCC releases older than the kernel fail to parse
+# (bookworm's BCC 0.26 on 6.12 and 7.x headers).
 program = r"""
-#include <linux/if_ether.h>
-#include <linux/ip.h>
-#include <linux/udp.h>
-#include <linux/in.h>
+#include <uapi/linux/if_ether.h>
+#include <uapi/linux/ip.h>
+#include <uapi/linux/udp.h>
+#include <uapi/linux/in.h>
 
 BPF_HASH(udp_ports, u16, u64);
 
