@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 #: Appended to virtme-ng's initramfs as /bin/switch_root, which virtme-ng's init execs last.
 SWITCH_ROOT = Path(__file__).resolve().parent / "guest_files" / "switch_root.sh"
+#: The same place in a root-disk guest's initramfs: the whole init of the guest.
+ROOTDISK_INIT = Path(__file__).resolve().parent / "guest_files" / "rootdisk_init.sh"
 #: Set to 0 to boot every guest through plain ``vng`` instead.
 ENV = "EBPF_LAB_PREPARED"
 #: Set to 0 to boot the bzImage as it is (no PVH entry through the uncompressed ELF).
@@ -44,14 +46,15 @@ PVH_ENV = "EBPF_LAB_PVH"
 #: The 9p share switch_root.sh mounts with cache=loose.
 CACHED_TAG = "ebpflab"
 #: Bumped when what _prepare() produces changes, so older cache entries are not reused.
-FORMAT = 3
+FORMAT = 4
 
 
 def enabled(config: VMConfig) -> bool:
-    from .arches import host_arch
+    return os.environ.get(ENV, "1") != "0"
 
-    # Foreign guests boot from a root disk through virtme's own init script; keep them on vng.
-    return os.environ.get(ENV, "1") != "0" and config.arch.debian == host_arch().debian and config.root_disk is None
+
+def _init_script(config: VMConfig) -> Path:
+    return SWITCH_ROOT if config.root_disk is None else ROOTDISK_INIT
 
 
 def _virtme_version() -> str:
@@ -63,17 +66,18 @@ def _virtme_version() -> str:
         return "unknown"
 
 
-def _key(vng_argv: list[str], image: Path) -> str:
+def _key(vng_argv: list[str], image: Path, script: Path) -> str:
     stat = image.stat()
     material = json.dumps([FORMAT, vng_argv[1:], str(image), stat.st_size, stat.st_mtime_ns, _virtme_version(),
-                           SWITCH_ROOT.read_text(), os.environ.get("EBPF_LAB_9P_CACHE", "1"), os.environ.get(PVH_ENV, "1")])
+                           script.read_text(), os.environ.get("EBPF_LAB_9P_CACHE", "1"), os.environ.get(PVH_ENV, "1")])
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
 def qemu_command(config: VMConfig) -> list[str]:
     """The QEMU argv for *config*, prepared (and cached) on first use."""
     vng_argv = vng_command(config, vng=vng_binary())
-    directory = cache_dir() / "boot" / _key([*vng_argv, *map(str, config.fast_dirs)], config.image)
+    directory = cache_dir() / "boot" / _key([*vng_argv, *map(str, config.fast_dirs)], config.image,
+                                                 _init_script(config))
     manifest = directory / "qemu.json"
     if manifest.is_file():
         try:
@@ -128,14 +132,23 @@ def _prepare(config: VMConfig, *, vng_argv: list[str], directory: Path) -> list[
     argv = shlex.split(lines[-1])
     virtme_run = str(Path(vng_binary()).with_name("virtme-run"))
     # --overlay-rwdir puts overlay.ko into the initramfs, as vng's default overlays do.
-    _run([virtme_run, "--kimg", str(config.image), "--mods", "auto", "--force-9p", "--overlay-rwdir", "/tmp",
-          "--save-initramfs", str(tmp / "initramfs.img"), "--dry-run"], what="building the initramfs")
+    mkinitramfs = [virtme_run, "--kimg", str(config.image), "--mods", "auto", "--force-9p", "--overlay-rwdir", "/tmp",
+                   "--save-initramfs", str(tmp / "initramfs.img"), "--dry-run"]
+    if "--arch" in vng_argv:
+        mkinitramfs += ["--arch", vng_argv[vng_argv.index("--arch") + 1]]
+    if config.busybox is not None:
+        mkinitramfs += ["--busybox", str(config.busybox)]
+    if config.root_disk is not None:
+        # The initramfs then carries virtio_blk and the filesystem's module, to mount the disk.
+        mkinitramfs += ["--root-disk", str(config.root_disk), "--root-fstype", config.root_fstype]
+    _run(mkinitramfs, what="building the initramfs")
     kernel = None
     if config.arch.name == "x86_64" and os.environ.get(PVH_ENV, "1") != "0":
         kernel = pvh_kernel(config.image)
-    add_switch_root(tmp / "initramfs.img")
+    add_switch_root(tmp / "initramfs.img", script=_init_script(config))
     argv = rewrite(argv, initramfs=initramfs, binds=config.fast_dirs, kernel=kernel,
-                   cached_share=os.environ.get("EBPF_LAB_9P_CACHE", "1") != "0")
+                   cached_share=config.root_disk is None and os.environ.get("EBPF_LAB_9P_CACHE", "1") != "0",
+                   own_init=config.root_disk is not None)
     (tmp / "qemu.json").write_text(json.dumps({"argv": argv}, indent=1))
     try:
         os.rename(tmp, directory)
@@ -147,21 +160,22 @@ def _prepare(config: VMConfig, *, vng_argv: list[str], directory: Path) -> list[
     return json.loads((directory / "qemu.json").read_text())["argv"]
 
 
-def add_switch_root(initramfs: Path) -> None:
-    """Append SWITCH_ROOT to *initramfs* as ``bin/switch_root`` (replacing busybox's link there)."""
+def add_switch_root(initramfs: Path, *, script: Path = SWITCH_ROOT) -> None:
+    """Append *script* to *initramfs* as ``bin/switch_root`` (replacing busybox's link there)."""
     size = initramfs.stat().st_size
     with open(initramfs, "ab") as out:
         # The kernel looks for the next archive at a 4-byte boundary; 512 is what cpio tools pad to.
         out.write(b"\0" * (-size % 512))
-        out.write(cpio.archive([cpio.Entry("bin/switch_root", 0o100755, SWITCH_ROOT.read_bytes())]))
+        out.write(cpio.archive([cpio.Entry("bin/switch_root", 0o100755, script.read_bytes())]))
 
 
 def rewrite(argv: list[str], *, initramfs: Path, binds: tuple[Path, ...] = (),
-            kernel: Path | None = None, cached_share: bool = True) -> list[str]:
+            kernel: Path | None = None, cached_share: bool = True, own_init: bool = False) -> list[str]:
     """virtme-ng's QEMU argv with our saved initramfs, kernel and cached share. Pure.
 
     *binds* are host directories switch_root.sh serves from its cached 9p mount (the kernel's headers);
-    *kernel* replaces the image (the uncompressed ELF); *cached_share* adds the share for that mount.
+    *kernel* replaces the image (the uncompressed ELF); *cached_share* adds the share for that mount;
+    *own_init* drops virtme-ng's init script from the command line (rootdisk_init.sh replaces it).
     """
     out = list(argv)
     if "-initrd" in out:
@@ -174,9 +188,13 @@ def rewrite(argv: list[str], *, initramfs: Path, binds: tuple[Path, ...] = (),
     index = out.index("-append") + 1
     # Unknown name=value kernel parameters reach the initramfs's init as environment variables.
     words = shlex.split(out[index])
+    if own_init and "--" in words:
+        # `init=/bin/sh -- -c "<virtme-ng's mounts>; exec virtme-init"`: the initramfs's init
+        # still wants an init= word, which it passes to /bin/switch_root, our script, which ignores it.
+        words = [w for w in words[:words.index("--")] if not w.startswith("init=")] + ["init=/bin/sh"]
     if binds:
         words.append("ebpflab_bind=" + ":".join(str(b) for b in binds))
-    if not cached_share:
+    if not cached_share and not own_init:
         words.append("ebpflab_cache=0")
     out[index] = " ".join(shlex.quote(w) if " " in w else w for w in words)
     return out

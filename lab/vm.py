@@ -123,7 +123,9 @@ def vng_command(config: VMConfig, *, vng: str = "vng", interactive: bool = False
     # panic=-1 reboots at once on a panic and -no-reboot turns that reboot into QEMU exiting, so a
     # crashed guest is seen as dead within a second instead of after a command timeout (virtme-ng
     # does the same for --exec scripts, but not for a --shell session).
-    for word in ("loglevel=4", "panic=-1", *config.append):
+    # cryptomgr.notests: the kernel's self-tests of its crypto algorithms took 0.7 s of an
+    # emulated arm64 boot (initcall_debug), and a throw-away lab guest encrypts nothing.
+    for word in ("loglevel=4", "panic=-1", "cryptomgr.notests", *config.append):
         argv += ["--append", word]
     opts: tuple[str, ...] = ("-no-reboot",)
     if config.arch.emulated_cpu and config.arch.debian != host_arch().debian:

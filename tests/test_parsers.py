@@ -94,6 +94,23 @@ def test_switch_root_is_appended_to_the_initramfs_and_replaces_busyboxs_link(tmp
     assert data.index(b"070701", len(data) - len(cpio.archive([last]))) % 4 == 0
 
 
+def test_prepared_root_disk_boot_drops_virtmes_init_script():
+    # As virtme-ng 1.x prints it for `vng --root-disk ... --arch arm64 --dry-run` (shortened).
+    append = ('virtme_hostname=ebpf-lab virtme_initmount0=/run/ebpf-lab/lab virtme_console=ttyAMA0 console=hvc0 '
+              'virtme_shell=/run/ebpf-lab/lab/guest_files/shell.sh root=/dev/vda rootwait quiet loglevel=4 panic=-1 '
+              'init=/bin/sh -- -c "mount -t tmpfs run /run; mount -t devtmpfs devtmpfs /dev; '
+              'exec /run/virtme/guesttools/virtme-init"')
+    argv = ["qemu-system-aarch64", "-kernel", "/k/vmlinuz", "-append", append, "-initrd", "/proc/self/fd/3"]
+    out = prepared.rewrite(argv, initramfs=Path("/c/i.img"), cached_share=False, own_init=True)
+    assert out[out.index("-initrd") + 1] == "/c/i.img"
+    assert out[out.index("-kernel") + 1] == "/k/vmlinuz"
+    assert "-device" not in out
+    words = out[out.index("-append") + 1].split()
+    assert words == ["virtme_hostname=ebpf-lab", "virtme_initmount0=/run/ebpf-lab/lab", "virtme_console=ttyAMA0",
+                     "console=hvc0", "virtme_shell=/run/ebpf-lab/lab/guest_files/shell.sh", "root=/dev/vda",
+                     "rootwait", "quiet", "loglevel=4", "panic=-1", "init=/bin/sh"]
+
+
 def test_prepared_boot_adds_the_cached_share_and_the_uncompressed_kernel():
     argv = ["qemu", "-kernel", "/k/vmlinuz", "-append", "init=/venv/virtme-ng-init", "-initrd", "/x"]
     out = prepared.rewrite(argv, initramfs=Path("/c/i.img"), kernel=Path("/c/vmlinux"))
