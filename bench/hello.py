@@ -104,6 +104,17 @@ def measure_baseline(kernel: session.Kernel, accel, *, timeout: float = 900.0) -
     return elapsed
 
 
+def baseline_with_retry(kernel: session.Kernel, accel) -> float:  # type: ignore[no-untyped-def]
+    """The baseline, tried a second time when a run prints nothing: a hand-run vng fails now
+    and then (seen once in 14 s on 7.3, then fine by hand), and one flake should not end the
+    whole benchmark. The failure is printed, and a second one ends it."""
+    try:
+        return measure_baseline(kernel, accel)
+    except GuestError as error:
+        print(f"bench: {error}; trying the baseline once more", file=sys.stderr)
+        return measure_baseline(kernel, accel)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kernel", default=None, help="kernel id, series, glob or 'all' (default: 6.1)")
@@ -122,7 +133,7 @@ def main() -> int:
             runs = []
             for _ in range(args.repeat):
                 lab = measure_lab(kernel, accel)
-                base = 0.0 if args.no_baseline else measure_baseline(kernel, accel)
+                base = 0.0 if args.no_baseline else baseline_with_retry(kernel, accel)
                 runs.append(Row(kernel=kernel.id, accel=accel.name, baseline_total=base, **lab))
             runs.sort(key=lambda r: r.lab_total)
             rows.append(runs[len(runs) // 2])
