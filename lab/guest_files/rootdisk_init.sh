@@ -66,6 +66,13 @@ $bb ip link set dev lo up
 # while the shell starts and Python imports bcc: the first compile would otherwise fault
 # its pages in from the disk one readahead window at a time.
 ( $bb cat $new/usr/lib/*/libLLVM*.so.* $new/usr/lib/*/libclang-cpp.so.* $new/usr/lib/*/libbcc.so.* >/dev/null 2>&1 & )
+# Bookworm ships the standard library's .pyc files; trixie makes them in maintainer scripts,
+# which mmdebstrap --variant=extract does not run, so every Python process compiled every
+# module it imported (some 3 s of `import bcc` under emulation). Python then keeps them in
+# /tmp, for the later programs of the same guest; the read-only disk is never written.
+pycache=
+set -- $new/usr/lib/python3.*/__pycache__
+[ -d "$1" ] || pycache=PYTHONPYCACHEPREFIX=/tmp/.ebpf-lab-pycache
 console=/dev/${virtme_console:-console}
 shell=${virtme_shell:-/bin/bash}
 # PID 1 is a shell that starts the console shell as a session leader with the console as
@@ -73,6 +80,6 @@ shell=${virtme_shell:-/bin/bash}
 # when it ends. The environment is a fresh one: the initramfs's holds every
 # parameter of the kernel command line.
 exec $bb switch_root $new /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    HOME=/root USER=root LOGNAME=root SHELL=/bin/bash TERM=linux \
+    HOME=/root USER=root LOGNAME=root SHELL=/bin/bash TERM=linux $pycache \
     /bin/sh -c 'cd /root; /usr/bin/setsid -c /bin/sh "$0" <>"$1" >&0 2>&0; exec /bin/busybox poweroff -f' \
     "$shell" "$console"

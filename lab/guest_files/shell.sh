@@ -3,7 +3,10 @@
 # predictable for pexpect: no echo, no line editing, no job control, no rc files,
 # unbuffered Python, and a marker that says the guest is ready.
 stty -echo -onlcr 2>/dev/null
-export TERM=dumb PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PAGER=cat SYSTEMD_PAGER=cat
+export TERM=dumb PYTHONUNBUFFERED=1 PAGER=cat SYSTEMD_PAGER=cat
+# No .pyc beside the sources (the host's own directories, for a guest on the host's root),
+# unless the guest's init gave Python a place of its own for them.
+[ -n "${PYTHONPYCACHEPREFIX:-}" ] || export PYTHONDONTWRITEBYTECODE=1
 export PS1='$ ' PS2='' PROMPT_COMMAND=''
 printf '\n%s\n' EBPF-LAB-SHELL-READY
 exec /bin/bash --noprofile --norc --noediting +m -i
