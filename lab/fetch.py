@@ -252,14 +252,17 @@ def _remove_tree(path: Path) -> None:
     KeyboardInterrupt is still pending, and would otherwise cut the removal short.
     """
     interrupted: BaseException | None = None
-    for _ in range(5):
+    # Up to 10 s: dpkg-deb's tar may still be writing into the tree for a moment after the
+    # interrupt, and a directory that gains a file during rmtree stays behind.
+    deadline = time.monotonic() + 10.0
+    while True:
         try:
             shutil.rmtree(path, ignore_errors=True)
+            if not path.exists() or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         except KeyboardInterrupt as exc:
             interrupted = exc
-            continue
-        if not path.exists():
-            break
     if interrupted is not None:
         raise interrupted
 

@@ -324,7 +324,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type
     guest = item.stash.get(_GUEST, None)
     if guest is None:
         return
-    report.sections.append(("guest console (last lines)", console.tail(guest.transcript(), lines=40)))
+    transcript = guest.transcript()
+    panic = console.find_panic(transcript)
+    if panic:
+        # From its first line: a stack trace can push the panic's own words out of the last lines.
+        report.sections.append(("guest kernel panic", panic))
+    report.sections.append(("guest console (last lines)", console.tail(transcript, lines=40)))
     report.sections.append(("guest console log", str(guest.log_path)))
 
 

@@ -193,7 +193,8 @@ def test_probe_on_a_missing_function_is_reported(vm, program_dir):
 def test_boot_that_never_reaches_the_prompt(kernel, tmp_path):
     # The kernel's own messages on the serial console, and far too little time for TCG to
     # reach the shell: the guest is stuck as far as we can tell, with console lines to show.
-    timeouts = session.Timeouts(boot=8, command=10, attach=10)
+    # (8 s was too little once: a prepared 6.1 guest now reaches its shell in about 6 s.)
+    timeouts = session.Timeouts(boot=3, command=10, attach=10)
     guest = session.new_guest(kernel, accel=session.choose_accel(kernel), timeouts=timeouts,
                               append=("console=ttyS0", "loglevel=8"), log_path=tmp_path / "console.log")
     os.environ[TAG_ENV] = tag = uuid.uuid4().hex
@@ -205,8 +206,8 @@ def test_boot_that_never_reaches_the_prompt(kernel, tmp_path):
     finally:
         del os.environ[TAG_ENV]
         guest.close()
-    assert 8 <= elapsed < 30
-    assert "boot did not finish within 8s" in str(timeout.value)
+    assert 3 <= elapsed < 30
+    assert "boot did not finish within 3s" in str(timeout.value)
     # The error carries the last console lines (whatever the guest managed to print on a
     # loaded host) and names the full log, which holds the same text.
     log_text = (tmp_path / "console.log").read_text()
