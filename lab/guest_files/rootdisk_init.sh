@@ -10,17 +10,17 @@
 # to the shell. Here a static busybox does the few mounts a lab guest needs, then the
 # console shell starts directly (no su, no udev, no tmpfiles).
 #
-# The guest sees: the root disk under a tmpfs overlay (all of it writable, nothing written
-# back), /proc, /sys, /dev, debugfs and tracefs (trace_pipe), cgroup2, the kernel's modules
+# The guest sees: the root disk, read-only, with tmpfs overlays where it gets written
+# (nothing is written back), /proc, /sys, /dev, debugfs and tracefs (trace_pipe), cgroup2, the kernel's modules
 # from virtme-ng's "virtme.modules" share, and virtme-ng's init mounts (the lab package) at
 # the paths virtme-ng would use. Parameters come from the kernel command line, as
 # environment variables: virtme_console, virtme_hostname, virtme_shell, virtme_initmountN.
 bb=/bin/busybox
+console=/dev/${virtme_console:-console}
 # /dev/console may be a virtio console whose driver is a module: our words go to the serial console.
-exec >"/dev/${virtme_console:-console}" 2>&1
-disk=/newroot
-new=$disk
-top=$disk/run/.ebpf-lab
+exec >"$console" 2>&1
+new=/newroot
+top=$new/run/.ebpf-lab
 # The disk stays the root, read-only; what the guest writes goes to tmpfs overlays on the
 # few directories that get written. (One overlay over the whole root would put every
 # lookup clang makes in the kernel's headers through overlayfs.)
@@ -73,7 +73,6 @@ $bb ip link set dev lo up
 pycache=
 set -- $new/usr/lib/python3.*/__pycache__
 [ -d "$1" ] || pycache=PYTHONPYCACHEPREFIX=/tmp/.ebpf-lab-pycache
-console=/dev/${virtme_console:-console}
 shell=${virtme_shell:-/bin/bash}
 # PID 1 is a shell that starts the console shell as a session leader with the console as
 # its controlling terminal (so Ctrl-C reaches the foreground command), and powers off
