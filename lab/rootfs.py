@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .apt import KEYRING, system_mirror
+from . import pybuilder
 from .arches import Arch
 from .errors import FetchError, HostError
 from .fetch import KernelFiles, Progress
@@ -45,7 +46,7 @@ PACKAGES = (
 )
 
 #: Bump when the contents change in a way that old cached trees lack.
-LAYOUT = 2
+LAYOUT = 3
 
 #: Minimal account databases: virtme-ng's init runs ``su root`` and mounts devpts with gid=tty.
 PASSWD = (
@@ -171,7 +172,7 @@ def finish(*, name: str, suite: str, arch: Arch, kernel: KernelFiles, out: Path,
         # From 7.x the image lives in the module directory: give it a boot/ name virtme-ng knows.
         image.parent.mkdir(parents=True, exist_ok=True)
         _link_or_copy(kernel_dir / "lib/modules" / kernel.release / kernel.image.name, image)
-    if precompile(tree):
+    if precompile(tree, suite=suite, progress=progress):
         progress(f"{name}: precompiled the guest's Python modules")
     progress(f"{name}: making the ext4 image")
     disk = out / "root.ext4"
@@ -311,33 +312,42 @@ def guest_pythons(tree: Path) -> list[str]:
     return found
 
 
-def precompile_command(*, python: str, tree: Path, version: str) -> list[str]:
+def precompile_command(*, python: list[str], tree: Path, version: str, jobs: int = 0) -> list[str]:
     """compileall for the guest's stdlib and dist-packages, with paths as the guest sees them.
 
-    ``unchecked-hash`` pycs are used without comparing the source's mtime, which an
-    image copy might not keep; the image is read-only, so they never go stale.
+    *python* is the command that starts a Python of *version*. ``unchecked-hash`` pycs
+    are used without comparing the source's mtime, which an image copy might not keep;
+    the image is read-only, so they never go stale.
     """
     dirs = [str(tree / "usr/lib" / f"python{version}"), str(tree / "usr/lib/python3/dist-packages")]
-    return [python, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
+    return [*python, "-m", "compileall", "-q", "-j", str(jobs), "--invalidation-mode", "unchecked-hash",
             "-s", str(tree), "-p", "/", "-x", r"/(test|tests|idlelib|lib2to3/tests)/", *dirs]
 
 
-def precompile(tree: Path) -> bool:
-    """Byte-compile the guest's Python with a host Python of the same version, if there is one.
+def precompile(tree: Path, *, suite: str, progress: Progress = lambda _: None) -> bool:
+    """Byte-compile the guest's Python on the host: with a host Python of the same version
+    if there is one, else with that version from *suite* for the host (lab/pybuilder.py).
 
-    Without .pyc files (an ``extract`` tree has none: maintainer scripts make them)
-    every ``import bcc`` compiles the stdlib anew, which costs tens of seconds under
-    emulation. Bytecode does not depend on the CPU, only on the Python version.
+    Without .pyc files (an ``extract`` tree lacks most: maintainer scripts make them)
+    every ``import bcc`` compiles the stdlib anew, some seconds under emulation.
+    Bytecode does not depend on the CPU, only on the Python version.
     """
     done = False
     for version in guest_pythons(tree):
         python = shutil.which(f"python{version}", path="/usr/bin:/usr/local/bin")
-        if python is None:
-            log.info("no host python%s: the guest compiles its modules on every import", version)
-            continue
+        if python is not None:
+            argv, env, jobs = [python], None, 0
+        else:
+            progress(f"unpacking Python {version} from {suite} to byte-compile the guest's modules")
+            builder = pybuilder.ensure(suite=suite, version=version)
+            # One process: compileall's workers would start the interpreter without its loader.
+            argv, env, jobs = builder.command([]), builder.env(), 1
         # Errors in odd modules (Python 2 leftovers) must not fail the build: -q and no check.
-        subprocess.run(precompile_command(python=python, tree=tree, version=version), capture_output=True,
-                       timeout=1800, check=False)
+        command = precompile_command(python=argv, tree=tree, version=version, jobs=jobs)
+        log.info("+ %s", shlex.join(command))
+        result = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False, env=env)
+        if "Traceback" in result.stderr:
+            log.warning("byte-compiling the guest's Python %s: %s", version, result.stderr.strip().splitlines()[-1])
         done = True
     return done
 

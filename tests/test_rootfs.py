@@ -141,7 +141,7 @@ def test_precompile_targets_guest_paths(tmp_path):
     (tmp_path / "usr/lib/python3.13").mkdir(parents=True)
     (tmp_path / "usr/lib/python3").mkdir(parents=True)
     assert rootfs.guest_pythons(tmp_path) == ["3.11", "3.13"]
-    argv = rootfs.precompile_command(python="/usr/bin/python3.11", tree=tmp_path, version="3.11")
+    argv = rootfs.precompile_command(python=["/usr/bin/python3.11"], tree=tmp_path, version="3.11")
     # Compiled-in paths are the guest's (/usr/lib/...), not the host's cache directory.
     assert argv[argv.index("-s") + 1] == str(tmp_path) and argv[argv.index("-p") + 1] == "/"
     assert "unchecked-hash" in argv
@@ -249,3 +249,20 @@ def test_arch_marker_skips_other_architectures(pytester):
     result = pytester.runpytest("--kernel", "6.1-arm64,6.12-arm64", "-rs", "-p", "no:cacheprovider")
     result.assert_outcomes(skipped=2)
     result.stdout.fnmatch_lines(["*kernel 6.1-arm64 is aarch64; test needs x86_64*"])
+
+
+def test_python_builder_runs_through_its_own_loader(tmp_path):
+    from lab import pybuilder
+
+    tree = tmp_path / "tree"
+    (tree / "usr/lib64").mkdir(parents=True)
+    (tree / "usr/lib/x86_64-linux-gnu").mkdir(parents=True)
+    (tree / "usr/lib64/ld-linux-x86-64.so.2").write_text("")
+    builder = pybuilder.Builder(root=tree, version="3.13")
+    argv = builder.command(["-m", "compileall"])
+    # The tree's loader and libc, never the host's: the binary alone would get the host's older glibc.
+    assert argv[:2] == [str(tree / "usr/lib64/ld-linux-x86-64.so.2"), "--library-path"]
+    assert argv[2].split(":")[0] == str(tree / "usr/lib/x86_64-linux-gnu")
+    assert argv[3:] == [str(tree / "usr/bin/python3.13"), "-m", "compileall"]
+    assert builder.env()["PYTHONHOME"] == str(tree / "usr")
+    assert pybuilder.packages("3.13") == ["python3.13-minimal", "libpython3.13-stdlib"]

@@ -33,3 +33,13 @@ def test_guest_runs_its_own_suites_userland(trixie_guest):
 def test_hello_lab_with_the_suites_bcc(trixie_guest):
     result = run_lab(trixie_guest, get_lab("hello"), attach_timeout=trixie_guest.command_timeout * 3)
     assert "Hello World!" in result.matched
+
+
+def test_guest_python_finds_bytecode_in_the_image(trixie_guest):
+    # Trixie's stdlib .pyc files come from maintainer scripts, which mmdebstrap's extract
+    # does not run: the rootfs build makes them (lab/pybuilder.py). Without them every
+    # import compiles, seconds per process under emulation.
+    script = ("import importlib.util as u, json, ctypes, bcc; "
+              "print([m.__name__ for m in (json, ctypes, bcc) if not __import__('os').path.exists(u.cache_from_source(m.__file__))])")
+    found = trixie_guest.run(f"env -u PYTHONPYCACHEPREFIX PYTHONDONTWRITEBYTECODE=1 python3 -c {script!r}", check=True)
+    assert found.output.strip().splitlines()[-1] == "[]"
