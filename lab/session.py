@@ -151,11 +151,11 @@ def vm_config(kernel: Kernel, *, accel: accel_mod.Accel, append: tuple[str, ...]
     kernel = with_rootfs(kernel)
     if kernel.rootfs is None:
         return VMConfig(image=kernel.files.image, arch=kernel.spec.arch, kvm=accel.kvm, append=append, memory=memory,
-                        cpus=guest_cpus(), fast_dirs=(kernel.files.root,) if kernel.spec.source != "local" else ())
+                        cpus=guest_cpus(kvm=accel.kvm), fast_dirs=(kernel.files.root,) if kernel.spec.source != "local" else ())
     shares = root_disk_shares()
     return VMConfig(
         # The image beside its own lib/modules, so virtme-ng exports the right modules.
         image=kernel.rootfs.kernel_image, arch=kernel.spec.arch, kvm=accel.kvm, append=append, memory=memory,
-        cpus=guest_cpus(), root_disk=kernel.rootfs.disk, root_fstype="ext4", busybox=kernel.rootfs.busybox,
+        cpus=guest_cpus(kvm=accel.kvm), root_disk=kernel.rootfs.disk, root_fstype="ext4", busybox=kernel.rootfs.busybox,
         rodirs=shares, shell=guest_shell(shares),
     )

@@ -45,17 +45,22 @@ def timeout_scale() -> float:
 CPUS_ENV = "EBPF_LAB_CPUS"
 
 
-def guest_cpus(*, host_cpus: int | None = None, parallel: int | None = None) -> int:
-    """vCPUs per guest: ``$EBPF_LAB_CPUS``, else the host's CPUs shared among the guests that run at once.
+def guest_cpus(*, kvm: bool, host_cpus: int | None = None, parallel: int | None = None) -> int:
+    """vCPUs per guest: ``$EBPF_LAB_CPUS``, else one under emulation, else the host's CPUs
+    shared among the guests that run at once (at most two).
 
-    Under TCG each vCPU is a busy host thread. Alone, a guest is faster with two (measured on
-    6.12: hello lab 28 s with 2, 37 s with 1); but with pytest -n 2 on a 2-core host, two
-    guests of two vCPUs fight over the cores: the 4-kernel x86 matrix took 175 s, with one
-    vCPU each 120 s. *parallel* defaults to pytest-xdist's worker count.
+    Under TCG one vCPU is faster, alone or not: QEMU then translates guest atomics and
+    barriers without the care parallel vCPUs need, and the boot brings up no second CPU.
+    Measured with BCC's import and compile after boot, alternating runs: 6.12-arm64 took
+    25.4 s with one against 28.4 s with two (median of six each), 6.1-amd64 19.2 s against
+    21.7 s (three each). BCC compiles in one thread, so a second vCPU had nothing to do
+    but cost. *parallel* defaults to pytest-xdist's worker count.
     """
     raw = os.environ.get(CPUS_ENV, "")
     if raw.isdigit() and int(raw) > 0:
         return int(raw)
+    if not kvm:
+        return 1
     host = host_cpus or os.cpu_count() or 1
     if parallel is None:
         workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")

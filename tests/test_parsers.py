@@ -222,11 +222,14 @@ def test_guest_cpus_share_the_host_among_parallel_guests(monkeypatch):
     from lab.settings import guest_cpus
 
     monkeypatch.delenv("EBPF_LAB_CPUS", raising=False)
-    assert guest_cpus(host_cpus=2, parallel=1) == 2
-    assert guest_cpus(host_cpus=2, parallel=2) == 1
-    assert guest_cpus(host_cpus=16, parallel=4) == 2
-    assert guest_cpus(host_cpus=1, parallel=1) == 1
+    monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT", raising=False)
+    assert guest_cpus(kvm=True, host_cpus=2, parallel=1) == 2
+    assert guest_cpus(kvm=True, host_cpus=2, parallel=2) == 1
+    assert guest_cpus(kvm=True, host_cpus=16, parallel=4) == 2
+    assert guest_cpus(kvm=True, host_cpus=1, parallel=1) == 1
+    # Emulated guests run fastest on one vCPU, however many cores the host has.
+    assert guest_cpus(kvm=False, host_cpus=16, parallel=1) == 1
     monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
-    assert guest_cpus(host_cpus=2) == 1
+    assert guest_cpus(kvm=True, host_cpus=2) == 1
     monkeypatch.setenv("EBPF_LAB_CPUS", "3")
-    assert guest_cpus(host_cpus=2) == 3
+    assert guest_cpus(kvm=False, host_cpus=2) == 3
