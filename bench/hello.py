@@ -60,7 +60,7 @@ def measure_lab(kernel: session.Kernel, accel) -> dict:  # type: ignore[no-untyp
     guest = session.new_guest(kernel, accel=accel, timeouts=timeouts)
     with guest:  # boots
         result = labs.run_lab(guest, labs.get_lab("hello"), program=HERE / "hello_timed.py",
-                              attach_timeout=timeouts.attach)
+                              attach_timeout=timeouts.attach, keep_guest=False)  # as 'lab run' does
     total = time.monotonic() - started
     timing = dict(re.findall(r"(import|compile|attach)=([\d.]+)", result.output))
     return {"boot": guest.boot_seconds or 0.0, "bcc_import": float(timing.get("import", 0)),

@@ -77,7 +77,8 @@ def _run_or_check(args: argparse.Namespace, *, lab: labs.Lab, program: Path | No
             with guest:
                 _say(f"{kernel.id}: booted in {guest.boot_seconds:.1f}s; running {program or lab.program.name}")
                 live = (lambda text: print(text, end="", flush=True)) if program is None else None
-                result = labs.run_lab(guest, lab, program=program, attach_timeout=timeouts.attach, on_output=live)
+                result = labs.run_lab(guest, lab, program=program, attach_timeout=timeouts.attach, on_output=live,
+                                      keep_guest=False)
         except LabFailure as failure:
             failures += 1
             print("\n".join(feedback.failure_lines(failure, kernel_id=spec.id, show_output=program is not None)),
