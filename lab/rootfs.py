@@ -339,7 +339,12 @@ def precompile(tree: Path, *, suite: str, progress: Progress = lambda _: None) -
             argv, env, jobs = [python], None, 0
         else:
             progress(f"unpacking Python {version} from {suite} to byte-compile the guest's modules")
-            builder = pybuilder.ensure(suite=suite, version=version)
+            try:
+                builder = pybuilder.ensure(suite=suite, version=version)
+            except FetchError as error:
+                # A guest without bytecode works, only slower: not a reason to fail the build.
+                progress(f"not byte-compiling the guest's Python {version}: {error}")
+                continue
             # One process: compileall's workers would start the interpreter without its loader.
             argv, env, jobs = builder.command([]), builder.env(), 1
         # Errors in odd modules (Python 2 leftovers) must not fail the build: -q and no check.

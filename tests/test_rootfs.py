@@ -266,3 +266,18 @@ def test_python_builder_runs_through_its_own_loader(tmp_path):
     assert argv[3:] == [str(tree / "usr/bin/python3.13"), "-m", "compileall"]
     assert builder.env()["PYTHONHOME"] == str(tree / "usr")
     assert pybuilder.packages("3.13") == ["python3.13-minimal", "libpython3.13-stdlib"]
+
+
+def test_rootfs_build_goes_on_without_a_python_to_byte_compile_with(tmp_path, monkeypatch):
+    from lab import pybuilder
+    from lab.errors import FetchError
+
+    (tmp_path / "usr/lib/python3.99").mkdir(parents=True)
+
+    def unreachable(**_):
+        raise FetchError("mmdebstrap for Python 3.99 from nowhere failed (exit 1): E: no such package")
+
+    monkeypatch.setattr(pybuilder, "ensure", unreachable)
+    said = []
+    assert rootfs.precompile(tmp_path, suite="nowhere", progress=said.append) is False
+    assert said[-1].startswith("not byte-compiling the guest's Python 3.99: mmdebstrap")
