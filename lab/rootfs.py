@@ -26,8 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .apt import KEYRING, system_mirror
 from . import pybuilder
+from .apt import KEYRING, system_mirror
 from .arches import Arch
 from .errors import FetchError, HostError
 from .fetch import KernelFiles, Progress
