@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .errors import FetchError
@@ -37,3 +38,26 @@ def file_lock(path: Path, *, timeout: float = 1800.0, what: str = "") -> Iterato
         yield
     finally:
         os.close(fd)
+
+
+def fill_once(dest: Path, *, what: str, ready: Callable[[], bool], fill: Callable[[Path], None]) -> None:
+    """Make the cache entry *dest* unless *ready*() says another process already did.
+
+    Under a lock, *fill* writes into a temporary directory beside *dest*, which is renamed
+    into place only when *fill* returns: an interrupted fill leaves no half entry behind,
+    and debris at *dest* (an older layout, say) is replaced.
+    """
+    with file_lock(dest.parent / f".{dest.name}.lock", what=what):
+        if ready():  # Another process may have made it while we waited.
+            return
+        if dest.exists():
+            shutil.rmtree(dest)
+        tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            fill(tmp)
+            os.rename(tmp, dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise

@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .apt import KEYRING, system_mirror
 from .arches import Arch, host_arch
 from .errors import FetchError
-from .locks import file_lock
+from .locks import fill_once
 from .settings import cache_dir
 
 log = logging.getLogger(__name__)
@@ -75,20 +73,9 @@ class Builder:
         return {"PYTHONHOME": str(self.root / "usr"), "PATH": "/usr/bin:/bin", "LC_ALL": "C"}
 
 
-def packages(version: str) -> list[str]:
+def packages(version: str) -> tuple[str, ...]:
     """What compileall needs: the interpreter and its standard library."""
-    return [f"python{version}-minimal", f"libpython{version}-stdlib"]
-
-
-def mmdebstrap_command(*, suite: str, arch: Arch, version: str, target: Path, mirror: str) -> list[str]:
-    return [
-        "mmdebstrap", "--variant=extract", f"--architectures={arch.debian}",
-        f"--include={','.join(packages(version))}", f"--keyring={KEYRING}",
-        "--aptopt=Acquire::Retries=3", "--aptopt=Acquire::Languages=none",
-        "--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr/share/man/*",
-        "--dpkgopt=path-exclude=/usr/share/locale/*",
-        suite, str(target), mirror,
-    ]
+    return (f"python{version}-minimal", f"libpython{version}-stdlib")
 
 
 def builder_dir(*, suite: str, arch: Arch, version: str) -> Path:
@@ -107,30 +94,17 @@ def cached(*, suite: str, arch: Arch, version: str) -> Builder | None:
     return found
 
 
-def ensure(*, suite: str, version: str, arch: Arch | None = None) -> Builder:
-    """Python *version* from *suite* for the host (or *arch*), unpacked on first use."""
-    from .rootfs import _run  # the same error reporting as the rootfs build it serves
-
-    arch = arch or host_arch()
-    found = cached(suite=suite, arch=arch, version=version)
-    if found:
-        return found
+def ensure(*, suite: str, version: str, unpack: Callable[[Path], None]) -> Builder:
+    """Python *version* from *suite* for the host, unpacked on first use by *unpack*(tree)
+    (lab/rootfs.py's mmdebstrap of packages(version))."""
+    arch = host_arch()
     dest = builder_dir(suite=suite, arch=arch, version=version)
-    with file_lock(dest.parent / f".{dest.name}.lock", what=f"unpacking Python {version} from {suite}"):
-        found = cached(suite=suite, arch=arch, version=version)
-        if found:
-            return found
-        if dest.exists():
-            shutil.rmtree(dest)
-        tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        try:
-            _run(mmdebstrap_command(suite=suite, arch=arch, version=version, target=tmp / "tree", mirror=system_mirror()),
-                 what=f"mmdebstrap for Python {version} from {suite}", timeout=1800)
-            (tmp / "builder.json").write_text(json.dumps({"layout": LAYOUT, "suite": suite, "version": version}) + "\n")
-            os.rename(tmp, dest)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+
+    def fill(out: Path) -> None:
+        unpack(out / "tree")
+        (out / "builder.json").write_text(json.dumps({"layout": LAYOUT, "suite": suite, "version": version}) + "\n")
+
+    if cached(suite=suite, arch=arch, version=version) is None:
+        fill_once(dest, what=f"unpacking Python {version} from {suite}",
+                  ready=lambda: cached(suite=suite, arch=arch, version=version) is not None, fill=fill)
     return Builder(root=dest / "tree", version=version)

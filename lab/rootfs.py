@@ -28,10 +28,10 @@ from pathlib import Path
 
 from . import pybuilder
 from .apt import KEYRING, system_mirror
-from .arches import Arch
+from .arches import Arch, host_arch
 from .errors import FetchError, HostError
 from .fetch import KernelFiles, Progress
-from .locks import file_lock
+from .locks import fill_once
 from .settings import cache_dir
 
 log = logging.getLogger(__name__)
@@ -121,22 +121,8 @@ def ensure(*, suite: str, arch: Arch, kernel: KernelFiles, progress: Progress = 
     if found:
         return found
     dest = rootfs_dir(name)
-    with file_lock(dest.parent / f".{name}.lock", what=f"building root filesystem {name}"):
-        found = cached(name)  # Another process may have built it while we waited.
-        if found:
-            return found
-        if dest.exists():
-            shutil.rmtree(dest)  # Debris of an older layout or an interrupted run.
-        tmp = dest.parent / f".{name}.tmp-{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        try:
-            _build(name=name, suite=suite, arch=arch, kernel=kernel, out=tmp, progress=progress)
-            os.rename(tmp, dest)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+    fill_once(dest, what=f"building root filesystem {name}", ready=lambda: cached(name) is not None,
+              fill=lambda out: _build(name=name, suite=suite, arch=arch, kernel=kernel, out=out, progress=progress))
     return RootFS.load(dest / "rootfs.json")
 
 
@@ -188,11 +174,12 @@ def finish(*, name: str, suite: str, arch: Arch, kernel: KernelFiles, out: Path,
     (out / "rootfs.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
-def mmdebstrap_command(*, suite: str, arch: Arch, target: Path, mirror: str) -> list[str]:
-    """Unpack PACKAGES (and dependencies) for *arch*; ``extract`` runs no maintainer script."""
+def mmdebstrap_command(*, suite: str, arch: Arch, target: Path, mirror: str,
+                       packages: tuple[str, ...] = PACKAGES) -> list[str]:
+    """Unpack *packages* (and dependencies) for *arch*; ``extract`` runs no maintainer script."""
     return [
         "mmdebstrap", "--variant=extract", f"--architectures={arch.debian}",
-        f"--include={','.join(PACKAGES)}", f"--keyring={KEYRING}",
+        f"--include={','.join(packages)}", f"--keyring={KEYRING}",
         "--aptopt=Acquire::Retries=3", "--aptopt=Acquire::Languages=none",
         # No documentation: smaller image, fewer files for mkfs.
         "--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr/share/man/*",
@@ -339,8 +326,13 @@ def precompile(tree: Path, *, suite: str, progress: Progress = lambda _: None) -
             argv, env, jobs = [python], None, 0
         else:
             progress(f"unpacking Python {version} from {suite} to byte-compile the guest's modules")
+            def unpack(target: Path, *, version: str = version) -> None:
+                _run(mmdebstrap_command(suite=suite, arch=host_arch(), target=target, mirror=system_mirror(),
+                                        packages=pybuilder.packages(version)),
+                     what=f"mmdebstrap for Python {version} from {suite}", timeout=1800)
+
             try:
-                builder = pybuilder.ensure(suite=suite, version=version)
+                builder = pybuilder.ensure(suite=suite, version=version, unpack=unpack)
             except FetchError as error:
                 # A guest without bytecode works, only slower: not a reason to fail the build.
                 progress(f"not byte-compiling the guest's Python {version}: {error}")

@@ -265,7 +265,7 @@ def test_python_builder_runs_through_its_own_loader(tmp_path):
     assert argv[2].split(":")[0] == str(tree / "usr/lib/x86_64-linux-gnu")
     assert argv[3:] == [str(tree / "usr/bin/python3.13"), "-m", "compileall"]
     assert builder.env()["PYTHONHOME"] == str(tree / "usr")
-    assert pybuilder.packages("3.13") == ["python3.13-minimal", "libpython3.13-stdlib"]
+    assert pybuilder.packages("3.13") == ("python3.13-minimal", "libpython3.13-stdlib")
 
 
 def test_rootfs_build_goes_on_without_a_python_to_byte_compile_with(tmp_path, monkeypatch):
