@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import catalog, feedback, labs, session, setup_host
-from .errors import GuestError, LabError, LabFailure, UsageError
+from . import catalog, feedback, labs, process, session, setup_host, tools
+from .errors import GuestError, HostError, LabError, LabFailure, UsageError
 from .fetch import cached
 from .settings import cache_dir
 
@@ -104,9 +104,15 @@ def cmd_shell(args: argparse.Namespace) -> int:
     kernel = session.with_rootfs(session.prepare(spec, progress=_say), progress=_say)
     accel = session.choose_accel(kernel)
     session.check_host(kernel)
-    argv = vng_command(session.vm_config(kernel, accel=accel), interactive=True)
+    vng = tools.require("vng", needed_for=f"a shell in {kernel.id}")
+    argv = vng_command(session.vm_config(kernel, accel=accel), vng=vng, interactive=True)
     _say(f"{kernel.id} under {accel.name.upper()}; labs are in {labs.LABS_DIR}; leave with 'exit' or Ctrl-D")
-    return subprocess.call(argv, cwd=labs.LABS_DIR)
+    # Not process.run: the session is the user's, on this terminal, for as long as they like.
+    try:
+        return subprocess.call(argv, cwd=labs.LABS_DIR, env=tools.virtme_environ())
+    except OSError as exc:
+        raise HostError(f"cannot start {vng} for a shell in {kernel.id}: {exc.strerror}",
+                        hint=tools.install_hint("vng")) from None
 
 
 def cmd_kernels(args: argparse.Namespace) -> int:
@@ -179,9 +185,11 @@ def cmd_setup(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         print("run as root:\n  sudo apt-get update && sudo " + " ".join(command))
         return 1
-    subprocess.run(["apt-get", "update", "-q"], check=False, timeout=900)
-    return subprocess.run(command, check=False, timeout=3600,
-                          env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}).returncode
+    # apt-get's own progress goes to the terminal: an install takes minutes.
+    process.run(["apt-get", "update", "-q"], what="apt-get update", timeout=900, capture=False, check=False)
+    process.run(command, what="installing Debian packages", timeout=3600, capture=False,
+                env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, hint="see apt-get's messages above")
+    return 0
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:

@@ -7,6 +7,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import process
+
 #: Debian packages the kit needs on the host. BCC runs in the guest from the host's
 #: python3-bpfcc (x86_64); the rest boot, unpack and build guests (foreign-arch guests boot
 #: a Debian rootfs made with mmdebstrap and mkfs.ext4).
@@ -52,10 +54,9 @@ def checks() -> list[Check]:
 
 def missing_packages() -> list[str]:
     """Debian packages from DEBIAN_PACKAGES that dpkg does not list as installed."""
-    import subprocess
-
-    result = subprocess.run(["dpkg-query", "-W", "-f=${Package} ${db:Status-Abbrev}\n", *DEBIAN_PACKAGES],
-                            capture_output=True, text=True, timeout=60, check=False)
+    # dpkg-query exits 1 when it has never heard of a package in the list: no error, that is the answer.
+    result = process.run(["dpkg-query", "-W", "-f=${Package} ${db:Status-Abbrev}\n", *DEBIAN_PACKAGES],
+                         what="listing the installed Debian packages", timeout=60, check=False)
     installed = {line.split()[0] for line in result.stdout.splitlines() if line.split()[1:2] == ["ii"]}
     return [p for p in DEBIAN_PACKAGES if p not in installed]
 
