@@ -153,27 +153,33 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_line(ok: bool, name: str, detail: str, fix: str = "") -> str:
+    return f"{'ok' if ok else 'MISSING':<7} {name}: {detail}" + ("" if ok or not fix else f" -> {fix}")
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
-    bad = 0
-    for check in setup_host.checks():
-        print(f"{'ok ' if check.ok else 'MISSING'} {check.name}: {check.detail}" + ("" if check.ok else f"  -> {check.fix}"))
-        bad += not check.ok
+    checks = setup_host.checks()
+    for check in checks:
+        print(_check_line(check.ok, check.name, check.detail, check.fix))
+    failed = [check for check in checks if not check.ok]
     from .apt import system_mirror
 
     try:
-        print(f"ok  Debian mirror: {system_mirror()}")
+        print(_check_line(True, "Debian mirror", system_mirror()))
     except LabError as exc:
-        print(f"MISSING Debian mirror: {exc}")
-        bad += 1
+        print(_check_line(False, "Debian mirror", str(exc)))
+        failed.append(setup_host.Check("Debian mirror", False, str(exc)))
     spec = catalog.load_catalog().get(catalog.default_kernel_id())
     files = cached(spec) if spec else None
     from . import accel
 
     verdict = accel.detect(probe_image=files.image if files else None)
-    print(f"ok  accelerator: {verdict.name.upper()} ({verdict.reason})")
+    print(_check_line(True, "accelerator", f"{verdict.name.upper()} ({verdict.reason})"))
     size = sum(f.stat().st_size for f in cache_dir().rglob("*") if f.is_file() and not f.is_symlink()) if cache_dir().exists() else 0
-    print(f"ok  cache: {cache_dir()} ({size / 2**20:.0f} MiB)")
-    return 1 if bad else 0
+    print(_check_line(True, "cache", f"{cache_dir()} ({size / 2**20:.0f} MiB)"))
+    for line in setup_host.fix_lines(failed):
+        print(f"fix: {line}")
+    return 1 if failed else 0
 
 
 def cmd_setup(args: argparse.Namespace) -> int:

@@ -192,3 +192,44 @@ def test_a_timed_out_child_is_gone(children):
         process.run(["sleep", "30"], what="sleeping", timeout=0.2)
     [child] = children
     assert child.returncode == -signal.SIGKILL
+
+
+# -- the lab command from a bare shell ------------------------------------------------------------
+
+
+def _bare(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``python -m lab.cli ARGS`` under ``env -i``, with this test run's interpreter (the venv's)."""
+    return subprocess.run(["env", "-i", *(f"{k}={v}" for k, v in {**BARE_ENV, **(env or {})}.items()),
+                           sys.executable, "-m", "lab.cli", *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def test_doctor_from_a_bare_shell_finds_vng_beside_the_interpreter():
+    here = Path(sys.executable).parent
+    if not (here / "vng").exists():
+        pytest.skip(f"virtme-ng is not installed beside {sys.executable}")
+    result = _bare("doctor")
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stdout.splitlines()
+    assert f"ok      vng: {here / 'vng'} (next to the interpreter)" in lines, result.stdout
+    assert any(line.startswith("ok      virtme-run: ") for line in lines), result.stdout
+
+
+def test_doctor_fails_with_a_fix_line_when_a_tool_is_missing(tmp_path):
+    # No QEMU on this PATH (nor in the sbin directories); an empty cache, so no KVM probe either.
+    result = _bare("doctor", env={"PATH": str(tmp_path), "EBPF_LAB_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert ("MISSING qemu-system-x86_64: not found (runs x86_64 guests) -> apt-get install qemu-system-x86 "
+            "(or run 'lab setup')") in result.stdout.splitlines(), result.stdout
+    fix = [line for line in result.stdout.splitlines() if line.startswith("fix: ")]
+    # One command for every missing Debian package first (apt-get and dpkg are missing too on this PATH).
+    assert fix[0].startswith("fix: apt-get install ") and "qemu-system-x86" in fix[0].split(), result.stdout
+
+
+@pytest.mark.guest
+def test_run_hello_from_a_bare_shell():
+    """Issue #22: ``lab run hello`` where the venv's bin directory is not on PATH (boots 6.1)."""
+    result = _bare("run", "hello", timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Hello World!" in result.stdout
