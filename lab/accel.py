@@ -14,12 +14,12 @@ import logging
 import os
 import platform
 import shlex
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import tools
 from .settings import cache_dir
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class Accel:
 
 
 def _cache_key(qemu: str) -> str:
-    qemu_path = shutil.which(qemu) or qemu
+    qemu_path = tools.find(qemu) or qemu
     try:
         stat = os.stat(qemu_path)
         qemu_id = f"{qemu_path}:{stat.st_size}:{stat.st_mtime_ns}"
@@ -84,8 +84,12 @@ def detect(*, probe_image: Path | None, qemu: str = "qemu-system-x86_64", refres
 
 def probe_kvm(*, image: Path, qemu: str) -> Accel:
     """Boot *image* under KVM with no root filesystem; KVM works if the kernel gets to mounting root."""
+    # Popen, not lab.process: the verdict comes from reading the console as it streams.
+    binary = tools.find(qemu)
+    if binary is None:
+        return Accel("tcg", f"{qemu} not found")
     argv = [
-        qemu, "-accel", "kvm", "-cpu", "host", "-m", "256M", "-smp", "1",
+        binary, "-accel", "kvm", "-cpu", "host", "-m", "256M", "-smp", "1",
         "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
         "-kernel", str(image), "-append", "console=ttyS0 panic=-1 root=/dev/nonexistent",
     ]

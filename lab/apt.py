@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shlex
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import process
 from .errors import FetchError, HostError
 from .locks import file_lock
 from .settings import MIRROR_ENV
@@ -163,26 +163,16 @@ class PrivateApt:
 
     def _run(self, argv: list[str], *, cwd: Path | None = None, timeout: float = 900.0,
              with_stderr: bool = False) -> str:
-        log.info("+ %s", shlex.join(argv))
         verb = _verb(argv)
-        try:
-            result = subprocess.run(
-                argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
-                env={**os.environ, "LC_ALL": "C"},
-            )
-        except FileNotFoundError:
-            raise HostError(f"{argv[0]} not found", hint="ebpf-lab needs apt (Debian or Ubuntu)") from None
-        except subprocess.TimeoutExpired:
-            raise FetchError(
-                f"{argv[0]} {verb} timed out after {timeout:.0f}s",
-                hint=f"check the network to the Debian mirror {self.mirror} (or set {MIRROR_ENV})",
-            ) from None
+        network = f"check the network to the Debian mirror {self.mirror} (or set {MIRROR_ENV})"
+        # LC_ALL=C: the output is parsed (E:, Err:, Candidate:), so it must not be translated.
+        result = process.run(argv, what=f"{argv[0]} {verb} for {' '.join(self.suites)}/{self.arch}", timeout=timeout,
+                             cwd=cwd, env={**os.environ, "LC_ALL": "C"}, check=False, error=FetchError,
+                             timeout_hint=network)
         if result.returncode != 0:
-            lines = [l for l in (result.stderr + result.stdout).splitlines() if l.strip()]
-            last = next((l for l in reversed(lines) if l.startswith(("E:", "W:", "Err"))), lines[-1] if lines else "")
             raise FetchError(
-                f"{argv[0]} {verb} failed for {' '.join(self.suites)}/{self.arch}: {last.strip()}",
-                hint=f"check the network to the Debian mirror {self.mirror} (or set {MIRROR_ENV})",
+                f"{argv[0]} {verb} failed for {' '.join(self.suites)}/{self.arch}: {failure_line(result)}",
+                hint=network,
             )
         return result.stdout + result.stderr if with_stderr else result.stdout
 
@@ -238,6 +228,12 @@ class PrivateApt:
         dest.mkdir(parents=True, exist_ok=True)
         self._run(["apt-get", *self._options(), "download", *packages], cwd=dest, timeout=1800.0)
         return sorted(dest.glob("*.deb"))
+
+
+def failure_line(result: subprocess.CompletedProcess[str]) -> str:
+    """Why apt (or mmdebstrap, which runs it) failed: its last ``E:``, ``W:`` or ``Err`` line, else its last line."""
+    lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+    return next((line for line in reversed(lines) if line.startswith(("E:", "W:", "Err"))), lines[-1] if lines else "")
 
 
 def _verb(argv: list[str]) -> str:

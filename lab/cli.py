@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import catalog, feedback, labs, session, setup_host
-from .errors import GuestError, LabError, LabFailure, UsageError
+from . import catalog, feedback, labs, process, session, setup_host, tools
+from .errors import GuestError, HostError, LabError, LabFailure, UsageError
 from .fetch import cached
 from .settings import cache_dir
 
@@ -104,9 +104,15 @@ def cmd_shell(args: argparse.Namespace) -> int:
     kernel = session.with_rootfs(session.prepare(spec, progress=_say), progress=_say)
     accel = session.choose_accel(kernel)
     session.check_host(kernel)
-    argv = vng_command(session.vm_config(kernel, accel=accel), interactive=True)
+    vng = tools.require("vng", needed_for=f"a shell in {kernel.id}")
+    argv = vng_command(session.vm_config(kernel, accel=accel), vng=vng, interactive=True)
     _say(f"{kernel.id} under {accel.name.upper()}; labs are in {labs.LABS_DIR}; leave with 'exit' or Ctrl-D")
-    return subprocess.call(argv, cwd=labs.LABS_DIR)
+    # Not process.run: the session is the user's, on this terminal, for as long as they like.
+    try:
+        return subprocess.call(argv, cwd=labs.LABS_DIR, env=tools.virtme_environ())
+    except OSError as exc:
+        raise HostError(f"cannot start {vng} for a shell in {kernel.id}: {exc.strerror}",
+                        hint=tools.install_hint("vng")) from None
 
 
 def cmd_kernels(args: argparse.Namespace) -> int:
@@ -147,27 +153,33 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_line(ok: bool, name: str, detail: str, fix: str = "") -> str:
+    return f"{'ok' if ok else 'MISSING':<7} {name}: {detail}" + ("" if ok or not fix else f" -> {fix}")
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
-    bad = 0
-    for check in setup_host.checks():
-        print(f"{'ok ' if check.ok else 'MISSING'} {check.name}: {check.detail}" + ("" if check.ok else f"  -> {check.fix}"))
-        bad += not check.ok
+    checks = setup_host.checks()
+    for check in checks:
+        print(_check_line(check.ok, check.name, check.detail, check.fix))
+    failed = [check for check in checks if not check.ok]
     from .apt import system_mirror
 
     try:
-        print(f"ok  Debian mirror: {system_mirror()}")
+        print(_check_line(True, "Debian mirror", system_mirror()))
     except LabError as exc:
-        print(f"MISSING Debian mirror: {exc}")
-        bad += 1
+        print(_check_line(False, "Debian mirror", str(exc)))
+        failed.append(setup_host.Check("Debian mirror", False, str(exc)))
     spec = catalog.load_catalog().get(catalog.default_kernel_id())
     files = cached(spec) if spec else None
     from . import accel
 
     verdict = accel.detect(probe_image=files.image if files else None)
-    print(f"ok  accelerator: {verdict.name.upper()} ({verdict.reason})")
+    print(_check_line(True, "accelerator", f"{verdict.name.upper()} ({verdict.reason})"))
     size = sum(f.stat().st_size for f in cache_dir().rglob("*") if f.is_file() and not f.is_symlink()) if cache_dir().exists() else 0
-    print(f"ok  cache: {cache_dir()} ({size / 2**20:.0f} MiB)")
-    return 1 if bad else 0
+    print(_check_line(True, "cache", f"{cache_dir()} ({size / 2**20:.0f} MiB)"))
+    for line in setup_host.fix_lines(failed):
+        print(f"fix: {line}")
+    return 1 if failed else 0
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
@@ -179,9 +191,11 @@ def cmd_setup(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         print("run as root:\n  sudo apt-get update && sudo " + " ".join(command))
         return 1
-    subprocess.run(["apt-get", "update", "-q"], check=False, timeout=900)
-    return subprocess.run(command, check=False, timeout=3600,
-                          env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}).returncode
+    # apt-get's own progress goes to the terminal: an install takes minutes.
+    process.run(["apt-get", "update", "-q"], what="apt-get update", timeout=900, capture=False, check=False)
+    process.run(command, what="installing Debian packages", timeout=3600, capture=False,
+                env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, hint="see apt-get's messages above")
+    return 0
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:

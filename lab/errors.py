@@ -44,6 +44,21 @@ class FetchError(LabError):
     exit_code = 4
 
 
+class ProcessTimeout(LabError):
+    """A program on the host (apt-get, mmdebstrap, virtme-ng) did not finish in time.
+
+    It exits like the failure of that program would (a fetch that times out like a failed
+    fetch), so scripts that tell exit codes apart need no new case.
+    """
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, hint: str = "", exit_code: int | None = None) -> None:
+        super().__init__(message, hint=hint)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
 class GuestError(LabError):
     """Something went wrong inside or with the guest VM."""
 

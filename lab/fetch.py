@@ -13,17 +13,16 @@ import json
 import logging
 import os
 import re
-import shlex
 import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import process, tools
 from .apt import PrivateApt, system_mirror
 from .catalog import KernelSpec
-from .errors import FetchError, HostError
+from .errors import FetchError
 from .locks import file_lock
 from .settings import cache_dir, kernels_cache
 
@@ -74,6 +73,8 @@ def kernel_dir(spec: KernelSpec) -> Path:
 
 #: Bumped when the unpacked layout changes, so older cache entries are fetched again.
 FORMAT = 2
+#: What to do when a step of unpacking fails.
+UNPACK_HINT = "run 'lab fetch' again; the download is checked and replaced"
 
 
 def cached(spec: KernelSpec) -> KernelFiles | None:
@@ -214,9 +215,9 @@ def fetch(spec: KernelSpec, *, progress: Progress = lambda _: None) -> KernelFil
 
 def _fetch_locked(spec: KernelSpec, *, dest: Path, progress: Progress) -> KernelFiles:
     started = time.monotonic()
-    for tool in ("apt-get", "dpkg-deb", "depmod"):
-        if not shutil.which(tool) and not Path("/usr/sbin", tool).exists() and not Path("/sbin", tool).exists():
-            raise HostError(f"{tool} not found, needed to fetch kernel {spec.id}", hint="run 'lab setup'")
+    # Before any download: a missing tool found only after minutes of downloading wastes them.
+    for tool in ("apt-get", "apt-cache", "dpkg-deb", "depmod"):
+        tools.require(tool, needed_for=f"fetching kernel {spec.id}")
     apt = private_apt(suites=spec.suites, arch=spec.arch.debian)
     progress(f"{spec.id}: updating package lists for {' '.join(spec.suites)}/{spec.arch.debian}")
     apt.update()
@@ -234,7 +235,9 @@ def _fetch_locked(spec: KernelSpec, *, dest: Path, progress: Progress) -> Kernel
     try:
         for deb in debs:
             progress(f"{spec.id}: unpacking {deb.name}")
-            _run(["dpkg-deb", "-x", str(deb), str(tmp)], what=f"unpacking {deb.name} for {spec.id}")
+            # process.run reaps dpkg-deb on Ctrl-C before the tree is removed below.
+            process.run(["dpkg-deb", "-x", str(deb), str(tmp)], what=f"unpacking {deb.name} for {spec.id}",
+                        timeout=600, error=FetchError, hint=UNPACK_HINT)
         files = _finish_tree(spec, tmp=tmp, packages=packages)
         os.rename(tmp, dest)
     except BaseException:
@@ -292,22 +295,6 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _run(argv: list[str], *, what: str, timeout: float = 600.0) -> None:
-    log.info("+ %s", shlex.join(argv))
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _, stderr = proc.communicate(timeout=timeout)
-    except BaseException:
-        # subprocess.run gives a child only 0.25 s after Ctrl-C; the caller then deletes the
-        # tree this child may still be writing into, so wait until it is really gone.
-        proc.kill()
-        proc.wait()
-        raise
-    if proc.returncode != 0:
-        raise FetchError(f"{what} failed: {stderr.strip().splitlines()[-1] if stderr.strip() else proc.returncode}",
-                         hint="run 'lab fetch' again; the download is checked and replaced")
-
-
 def find_image(root: Path) -> tuple[Path, str]:
     """The kernel image in an unpacked tree and its release (``uname -r``)."""
     # Up to 6.12: boot/vmlinuz-<release>; from 7.x: usr/lib/modules/<release>/vmlinuz.
@@ -359,7 +346,8 @@ def decompress_modules(modules: Path) -> int:
     for suffix, tool in ((".ko.xz", ["xz", "-d", "-f"]), (".ko.zst", ["zstd", "-d", "-f", "-q", "--rm"])):
         found = [str(p) for p in modules.rglob(f"*{suffix}")]
         for start in range(0, len(found), 500):
-            _run([*tool, *found[start:start + 500]], what=f"decompressing {suffix} modules", timeout=900)
+            process.run([*tool, *found[start:start + 500]], what=f"decompressing {suffix} modules", timeout=900,
+                        error=FetchError, hint=UNPACK_HINT)
         count += len(found)
     return count
 
@@ -381,8 +369,8 @@ def _finish_tree(spec: KernelSpec, *, tmp: Path, packages: list[str]) -> KernelF
         if not (modules / "build").exists():
             raise FetchError(f"kernel {spec.id}: headers for {release} are missing after unpacking",
                              hint="report this: the catalog entry resolves to the wrong headers package")
-        depmod = shutil.which("depmod") or "/sbin/depmod"
-        _run([depmod, "-a", "-b", str(modules.parent.parent.parent), release], what=f"depmod for {spec.id}")
+        process.run(["depmod", "-a", "-b", str(modules.parent.parent.parent), release], what=f"depmod for {spec.id}",
+                    timeout=600, error=FetchError, hint=UNPACK_HINT)
     size = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file() and not f.is_symlink())
     version = next((p.split("=", 1)[1] for p in packages if p.startswith(("linux-image-", "linux-binary-"))), "")
     manifest = {

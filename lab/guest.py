@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pexpect
 
-from . import console
+from . import console, tools
 from .errors import BootTimeout, CommandTimeout, GuestError, GuestExited, GuestPanic
 from .vm import VMConfig, check_files, guest_path, vng_binary, vng_command
 
@@ -91,7 +91,7 @@ class Guest:
         self._log_file = open(self.log_path, "w", encoding="utf-8", errors="replace")
         self._log_file.write(f"# {shlex.join(argv)}\n")
         started = time.monotonic()
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        env = tools.virtme_environ({k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")})
         env["TERM"] = "dumb"
         self._child = pexpect.spawn(
             argv[0], argv[1:], encoding="utf-8", codec_errors="replace", timeout=self.boot_timeout,

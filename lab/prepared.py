@@ -29,10 +29,9 @@ import json
 import logging
 import os
 import shlex
-import subprocess
 from pathlib import Path
 
-from . import cpio, kimage
+from . import cpio, kimage, process, tools
 from .errors import HostError
 from .settings import cache_dir
 from .vm import VMConfig, vng_binary, vng_command
@@ -113,29 +112,24 @@ def pvh_kernel(image: Path) -> Path | None:
     return target
 
 
-def _run(argv: list[str], *, what: str) -> str:
-    log.info("+ %s", shlex.join(argv))
-    try:
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False, cwd="/tmp",
-                                stdin=subprocess.DEVNULL)
-    except FileNotFoundError:
-        raise HostError(f"{argv[0]} not found while {what}", hint="pip install virtme-ng (or run 'lab setup')") from None
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise HostError(f"virtme-ng failed while {what}: {last}", hint=f"set {ENV}=0 to boot through plain vng")
-    return result.stdout
+def _virtme(argv: list[str], *, what: str) -> str:
+    """Run virtme-ng's *argv* (a dry run) and return what it printed."""
+    # From /tmp: vng writes its working directory into the guest's command line (virtme_chdir),
+    # and the cached command must not depend on where lab was started.
+    return process.run(argv, what=what, timeout=300, cwd="/tmp", env=tools.virtme_environ(),
+                       hint=f"set {ENV}=0 to boot through plain vng").stdout
 
 
 def _prepare(config: VMConfig, *, vng_argv: list[str], directory: Path) -> list[str]:
     tmp = directory.with_name(directory.name + f".tmp{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
     initramfs = directory / "initramfs.img"
-    out = _run([*vng_argv, "--dry-run"], what="preparing the QEMU command")
+    out = _virtme([*vng_argv, "--dry-run"], what=f"virtme-ng preparing the QEMU command for {config.image.name}")
     lines = [line for line in out.splitlines() if "qemu-system" in line]
     if not lines:
         raise HostError("virtme-ng --dry-run printed no QEMU command", hint=f"set {ENV}=0 to boot through plain vng")
     argv = shlex.split(lines[-1])
-    virtme_run = str(Path(vng_binary()).with_name("virtme-run"))
+    virtme_run = tools.require("virtme-run", needed_for=f"building the initramfs for {config.image.name}")
     # --overlay-rwdir puts overlay.ko into the initramfs, as vng's default overlays do.
     mkinitramfs = [virtme_run, "--kimg", str(config.image), "--mods", "auto", "--force-9p", "--overlay-rwdir", "/tmp",
                    "--save-initramfs", str(tmp / "initramfs.img"), "--dry-run"]
@@ -146,7 +140,7 @@ def _prepare(config: VMConfig, *, vng_argv: list[str], directory: Path) -> list[
     if config.root_disk is not None:
         # The initramfs then carries virtio_blk and the filesystem's module, to mount the disk.
         mkinitramfs += ["--root-disk", str(config.root_disk), "--root-fstype", config.root_fstype]
-    _run(mkinitramfs, what="building the initramfs")
+    _virtme(mkinitramfs, what=f"virtme-run building the initramfs for {config.image.name}")
     kernel = None
     if config.arch.name == "x86_64" and os.environ.get(PVH_ENV, "1") != "0":
         kernel = pvh_kernel(config.image)

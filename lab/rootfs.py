@@ -19,17 +19,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shlex
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import pybuilder
-from .apt import KEYRING, system_mirror
+from . import process, pybuilder, tools
+from .apt import KEYRING, failure_line, system_mirror
 from .arches import Arch, host_arch
-from .errors import FetchError, HostError
+from .errors import FetchError, ProcessTimeout
 from .fetch import KernelFiles, Progress
 from .locks import fill_once
 from .settings import cache_dir
@@ -47,6 +45,8 @@ PACKAGES = (
 
 #: Bump when the contents change in a way that old cached trees lack.
 LAYOUT = 3
+#: What to do when a step of a build fails.
+BUILD_HINT = "run it again; the build starts over in a fresh directory"
 
 #: Minimal account databases: virtme-ng's init runs ``su root`` and mounts devpts with gid=tty.
 PASSWD = (
@@ -128,15 +128,13 @@ def ensure(*, suite: str, arch: Arch, kernel: KernelFiles, progress: Progress = 
 
 def _build(*, name: str, suite: str, arch: Arch, kernel: KernelFiles, out: Path, progress: Progress) -> None:
     started = time.monotonic()
+    # Before mmdebstrap's minutes of downloading, not after.
     for tool in ("mmdebstrap", "mkfs.ext4", "depmod"):
-        if not _which(tool):
-            package = {"mkfs.ext4": "e2fsprogs", "depmod": "kmod"}.get(tool, tool)
-            raise HostError(f"{tool} not found, needed to build the {name} root filesystem",
-                            hint=f"apt-get install {package} (or run 'lab setup')")
+        tools.require(tool, needed_for=f"building the {name} root filesystem")
     tree = out / "tree"
     progress(f"{name}: unpacking {len(PACKAGES)} packages and their dependencies with mmdebstrap")
-    _run(mmdebstrap_command(suite=suite, arch=arch, target=tree, mirror=system_mirror()),
-         what=f"mmdebstrap for {name}", timeout=3600)
+    _mmdebstrap(mmdebstrap_command(suite=suite, arch=arch, target=tree, mirror=system_mirror()),
+                what=f"mmdebstrap for {name}", timeout=3600)
     finish(name=name, suite=suite, arch=arch, kernel=kernel, out=out, unpack_seconds=time.monotonic() - started,
            progress=progress)
     progress(f"{name}: ready ({(out / 'root.ext4').stat().st_size / 2**20:.0f} MiB image) in {time.monotonic() - started:.0f}s")
@@ -151,7 +149,8 @@ def finish(*, name: str, suite: str, arch: Arch, kernel: KernelFiles, out: Path,
     progress(f"{name}: adding kernel {kernel.release}")
     kernel_dir = out / "kernel"
     copy_kernel(kernel, tree=tree, kernel_dir=kernel_dir)
-    _run([_which("depmod") or "depmod", "-a", "-b", str(kernel_dir), kernel.release], what=f"depmod for {name}")
+    process.run(["depmod", "-a", "-b", str(kernel_dir), kernel.release], what=f"depmod for {name}", timeout=900,
+                error=FetchError, hint=BUILD_HINT)
     busybox = _find(tree, ("usr/bin/busybox", "bin/busybox"), what="busybox")
     image = kernel_dir / "boot" / kernel.image.name
     if not image.is_file():
@@ -172,6 +171,12 @@ def finish(*, name: str, suite: str, arch: Arch, kernel: KernelFiles, out: Path,
     }
     # Written last: its presence is what marks the rootfs complete.
     (out / "rootfs.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _mmdebstrap(argv: list[str], *, what: str, timeout: float) -> None:
+    # mmdebstrap says why it failed in apt's words (an E: line), which is seldom its last line.
+    process.run(argv, what=what, timeout=timeout, error=FetchError, reason=failure_line, hint=BUILD_HINT,
+                timeout_hint="check the network to the Debian mirror")
 
 
 def mmdebstrap_command(*, suite: str, arch: Arch, target: Path, mirror: str,
@@ -327,13 +332,13 @@ def precompile(tree: Path, *, suite: str, progress: Progress = lambda _: None) -
         else:
             progress(f"unpacking Python {version} from {suite} to byte-compile the guest's modules")
             def unpack(target: Path, *, version: str = version) -> None:
-                _run(mmdebstrap_command(suite=suite, arch=host_arch(), target=target, mirror=system_mirror(),
-                                        packages=pybuilder.packages(version)),
-                     what=f"mmdebstrap for Python {version} from {suite}", timeout=1800)
+                _mmdebstrap(mmdebstrap_command(suite=suite, arch=host_arch(), target=target, mirror=system_mirror(),
+                                               packages=pybuilder.packages(version)),
+                            what=f"mmdebstrap for Python {version} from {suite}", timeout=1800)
 
             try:
                 builder = pybuilder.ensure(suite=suite, version=version, unpack=unpack)
-            except FetchError as error:
+            except (FetchError, ProcessTimeout) as error:
                 # A guest without bytecode works, only slower: not a reason to fail the build.
                 progress(f"not byte-compiling the guest's Python {version}: {error}")
                 continue
@@ -341,8 +346,12 @@ def precompile(tree: Path, *, suite: str, progress: Progress = lambda _: None) -
             argv, env, jobs = builder.command([]), builder.env(), 1
         # Errors in odd modules (Python 2 leftovers) must not fail the build: -q and no check.
         command = precompile_command(python=argv, tree=tree, version=version, jobs=jobs)
-        log.info("+ %s", shlex.join(command))
-        result = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False, env=env)
+        try:
+            result = process.run(command, what=f"byte-compiling the guest's Python {version}", timeout=1800,
+                                 check=False, env=env, error=FetchError)
+        except ProcessTimeout as error:
+            progress(f"not byte-compiling the guest's Python {version}: {error}")
+            continue
         if "Traceback" in result.stderr:
             log.warning("byte-compiling the guest's Python %s: %s", version, result.stderr.strip().splitlines()[-1])
         done = True
@@ -383,7 +392,7 @@ def inode_count(inodes: int) -> int:
 
 def mkfs_command(*, tree: Path, image: Path, size: int, inodes: int) -> list[str]:
     return [
-        _which("mkfs.ext4") or "mkfs.ext4", "-q", "-F", "-d", str(tree), "-N", str(inode_count(inodes)),
+        "mkfs.ext4", "-q", "-F", "-d", str(tree), "-N", str(inode_count(inodes)),
         # Read-only root: no journal, no reserved blocks, nothing to gain from either.
         "-O", "^has_journal", "-m", "0", "-L", "ebpf-lab-root",
         str(image), f"{size // 1024}k",
@@ -393,7 +402,8 @@ def mkfs_command(*, tree: Path, image: Path, size: int, inodes: int) -> list[str
 def make_image(tree: Path, image: Path) -> None:
     data, inodes = tree_usage(tree)
     size = image_size(data_bytes=data, inodes=inodes)
-    _run(mkfs_command(tree=tree, image=image, size=size, inodes=inodes), what=f"mkfs.ext4 for {image}")
+    process.run(mkfs_command(tree=tree, image=image, size=size, inodes=inodes), what=f"mkfs.ext4 for {image}",
+                timeout=900, error=FetchError, hint=BUILD_HINT)
 
 
 def _find(tree: Path, candidates: tuple[str, ...], *, what: str) -> Path:
@@ -403,19 +413,3 @@ def _find(tree: Path, candidates: tuple[str, ...], *, what: str) -> Path:
             return path
     raise FetchError(f"no {what} in {tree}", hint="the package list lacks it; report this")
 
-
-def _which(tool: str) -> str | None:
-    return shutil.which(tool) or next((p for p in (f"/usr/sbin/{tool}", f"/sbin/{tool}") if os.path.exists(p)), None)
-
-
-def _run(argv: list[str], *, what: str, timeout: float = 900.0) -> None:
-    log.info("+ %s", shlex.join(argv))
-    try:
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise FetchError(f"{what} timed out after {timeout:.0f}s", hint="check the network to the Debian mirror") from None
-    if result.returncode != 0:
-        lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
-        last = next((line for line in reversed(lines) if line.startswith(("E:", "W:", "Err"))), lines[-1] if lines else "")
-        raise FetchError(f"{what} failed (exit {result.returncode}): {last.strip()}",
-                         hint="run it again; the build starts over in a fresh directory")

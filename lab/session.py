@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import accel as accel_mod
 from . import rootfs as rootfs_mod
+from . import tools
 from .arches import host_arch
 from .catalog import KernelSpec
 from .errors import HostError
@@ -124,14 +125,8 @@ def choose_accel(kernel: Kernel) -> accel_mod.Accel:
 
 def check_host(kernel: Kernel) -> None:
     """Fail early, in one line, when QEMU or virtme-ng is missing."""
-    import shutil
-
-    if not shutil.which(kernel.spec.arch.qemu):
-        package = {"x86_64": "qemu-system-x86", "aarch64": "qemu-system-arm", "riscv64": "qemu-system-misc"}
-        raise HostError(f"{kernel.spec.arch.qemu} not found, needed to boot {kernel.id}",
-                        hint=f"apt-get install {package.get(kernel.spec.arch.name, 'qemu-system')} (or run 'lab setup')")
-    if not shutil.which("vng"):
-        raise HostError("virtme-ng (vng) not found", hint="pip install virtme-ng (or run 'lab setup')")
+    tools.require(kernel.spec.arch.qemu, needed_for=f"booting {kernel.id}")
+    tools.require("vng", needed_for=f"booting {kernel.id}")
 
 
 def new_guest(kernel: Kernel, *, accel: accel_mod.Accel, timeouts: Timeouts, append: tuple[str, ...] = (),

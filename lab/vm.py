@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import tools
 from .arches import Arch, host_arch
 from .errors import HostError
 
@@ -83,10 +83,8 @@ def guest_path(host: Path, *, root_disk: bool, rodirs: tuple[tuple[str, Path], .
 
 
 def vng_binary() -> str:
-    found = shutil.which("vng")
-    if not found:
-        raise HostError("virtme-ng (vng) is not installed", hint="pip install virtme-ng, or run 'lab setup'")
-    return found
+    """The full path of virtme-ng's ``vng`` (see lab.tools for where it is looked for)."""
+    return tools.require("vng", needed_for="booting a guest")
 
 
 def check_files(config: VMConfig) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import catalog, rootfs, session
+from lab import catalog, rootfs, session, tools
 from lab.arches import get_arch
 from lab.fetch import KernelFiles
 from lab.vm import GUEST_LAB_DIR, LAB_PACKAGE, SHELL, VMConfig, guest_path, guest_shell, root_disk_shares, vng_command
@@ -120,7 +120,7 @@ def test_tree_usage_counts_blocks_and_inodes(tmp_path):
 
 def test_mkfs_makes_an_image_of_a_tree(tmp_path):
     """The real mkfs.ext4 -d, on a small tree: sized by image_size, checked by e2fsck."""
-    if not rootfs._which("mkfs.ext4") or not rootfs._which("e2fsck"):
+    if not tools.find("mkfs.ext4") or not tools.find("e2fsck"):
         pytest.skip("e2fsprogs not installed")
     tree = tmp_path / "tree"
     (tree / "usr/src").mkdir(parents=True)
@@ -130,7 +130,7 @@ def test_mkfs_makes_an_image_of_a_tree(tmp_path):
     (tree / "bin/sh").symlink_to("dash")
     image = tmp_path / "root.ext4"
     rootfs.make_image(tree, image)
-    check = subprocess.run([rootfs._which("e2fsck"), "-fn", str(image)], capture_output=True, text=True, timeout=60)
+    check = subprocess.run([tools.find("e2fsck"), "-fn", str(image)], capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
     listing = subprocess.run(["debugfs", "-R", "ls -l /usr/src", str(image)], capture_output=True, text=True, timeout=60)
     assert "h199.h" in listing.stdout
