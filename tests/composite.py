@@ -7,8 +7,8 @@ earlier steps' outputs, and a ``run:`` step runs with ``bash --noprofile --norc 
 pipefail`` (what ``shell: bash`` means) in an environment with its own ``GITHUB_OUTPUT``,
 ``GITHUB_ENV``, ``GITHUB_PATH`` and ``GITHUB_STEP_SUMMARY`` files, read back afterwards.
 Steps that only ``uses:`` another action cannot run here: they are recorded in
-:attr:`Job.not_run` and count as having succeeded with no outputs, as do the steps a
-test names in ``skip`` (those that need sudo, say).
+:attr:`Job.not_run`, with their ``with:`` filled in, and count as having succeeded with no
+outputs, as do the steps a test names in ``skip`` (those that need sudo, say).
 
 Expressions are the small part of GitHub's language an action.yml needs: context paths,
 string literals, ``==``, ``!=``, ``!``, ``&&``, ``||``, parentheses and the status
@@ -32,6 +32,14 @@ _EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.S)
 _TOKEN = re.compile(r"\s*(?:(?P<string>'(?:[^']|'')*')|(?P<call>\w+)\(\)|(?P<op>==|!=|&&|\|\||!|\(|\))"
                     r"|(?P<path>[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*)*))")
 _STATUS_CALL = re.compile(r"\b(success|failure|cancelled|always)\(\)")
+
+
+@dataclass(frozen=True)
+class Uses:
+    """A ``uses:`` step the runner would have run: the action and its inputs, expressions filled in."""
+
+    action: str
+    inputs: dict[str, str]
 
 
 @dataclass
@@ -88,7 +96,7 @@ class Job:
     outputs: dict[str, dict[str, str]] = field(default_factory=dict)
     runs: dict[str, StepRun] = field(default_factory=dict)
     #: ``uses:`` steps whose ``if:`` held: what the runner would have run here.
-    not_run: list[str] = field(default_factory=list)
+    not_run: list[Uses] = field(default_factory=list)
     #: GITHUB_PATH lines so far, the latest first (the runner prepends them to PATH).
     path: list[str] = field(default_factory=list)
     #: GITHUB_ENV settings so far.
@@ -166,6 +174,8 @@ class Job:
             result = self.evaluate(match[1])
             return ("true" if result else "false") if isinstance(result, bool) else str(result)
 
+        if isinstance(text, bool):  # YAML's true, as the runner passes it on
+            return "true" if text else "false"
         return _EXPRESSION.sub(value, str(text))
 
     def condition(self, step: dict) -> bool:
@@ -186,7 +196,8 @@ class Job:
                 self.runs[key] = StepRun(key, "skipped")
             elif key in self.skip or "run" not in step:
                 if "run" not in step:
-                    self.not_run.append(step["uses"])
+                    inputs = {name: self.expand(value) for name, value in (step.get("with") or {}).items()}
+                    self.not_run.append(Uses(step["uses"], inputs))
                 self.runs[key] = StepRun(key, "success")
             else:
                 self.runs[key] = self._run_script(key, step, timeout=timeout)
@@ -230,6 +241,11 @@ class Job:
         self.summary += commands["GITHUB_STEP_SUMMARY"].read_text()
         return StepRun(key, "success" if code == 0 else "failure", log.read_text(errors="replace"),
                        time.monotonic() - started)
+
+    @property
+    def actions_not_run(self) -> list[str]:
+        """The actions of :attr:`not_run`, in order."""
+        return [uses.action for uses in self.not_run]
 
     def succeeded(self, key: str) -> StepRun:
         """Step *key*'s run, asserting that it ran and succeeded (its log in the message if not)."""

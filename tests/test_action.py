@@ -251,7 +251,11 @@ def test_report_mode_merges_every_shards_junit_file(installed, tmp_path):
     page = html.read_text()
     for kernel in ("5.10-amd64", "6.1-amd64", "6.12-amd64", "7.3-amd64", "6.1-arm64"):
         assert kernel in page and kernel in job.summary
-    assert job.not_run == ["actions/download-artifact@v4", "actions/upload-artifact@v4"]
+    download, upload = job.not_run
+    assert download.action == "actions/download-artifact@v4"
+    assert download.inputs == {"pattern": "ebpf-lab-junit-*", "path": str(results), "merge-multiple": "true"}
+    assert upload.action == "actions/upload-artifact@v4"
+    assert upload.inputs == {"name": "ebpf-lab-report", "path": f"{html.parent}/"}
 
 
 def test_report_mode_without_results_fails(installed, tmp_path):
@@ -267,7 +271,10 @@ def test_a_test_job_whose_pytest_fails_still_reports_and_uploads(installed, tmp_
     assert "no_such_tests" in job.runs["pytest"].log
     # The report step runs after a failing pytest, and fails only if it cannot read what pytest left.
     job.succeeded("report")
-    assert job.not_run == ["actions/cache@v4", "actions/upload-artifact@v4", "actions/upload-artifact@v4"]
+    cache, junit, logs = job.not_run
+    assert junit.action == logs.action == "actions/upload-artifact@v4"
+    assert (junit.inputs["name"], logs.inputs["name"]) == ("ebpf-lab-junit-1-of-1", "ebpf-lab-logs-1-of-1")
+    assert logs.inputs["path"] == f"{job.outputs['cache-key']['path']}/logs/"
 
 
 @pytest.mark.guest
@@ -306,5 +313,11 @@ def test_test_mode_runs_a_projects_test_in_a_guest_and_reports_it(installed, tmp
     assert cache["path"] == str(cache_dir())
     assert cache["key"].startswith(cache["restore-key"]) and "6.1-amd64" in cache["restore-key"]
     assert "," not in cache["key"]
-    # The logs upload runs only after a failure.
-    assert job.not_run == ["actions/cache@v4", "actions/upload-artifact@v4"]
+    # What the runner would have done besides: restore the cache, upload the results (the
+    # console logs only after a failure).
+    cache_step, upload = job.not_run
+    assert cache_step.action == "actions/cache@v4"
+    assert cache_step.inputs["key"] == cache["key"] and cache_step.inputs["restore-keys"] == cache["restore-key"]
+    assert cache_step.inputs["path"].split() == [cache["path"], f"!{cache['path']}/logs"]
+    assert upload.action == "actions/upload-artifact@v4"
+    assert upload.inputs == {"name": "ebpf-lab-junit-1-of-1", "path": str(junit.parent), "if-no-files-found": "warn"}
