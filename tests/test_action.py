@@ -21,10 +21,10 @@ import shutil
 import subprocess
 import uuid
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from composite import Job, load, step_key
 from procs import BOOT_WAIT, TAG_ENV, assert_nothing_left
 from workflows import ROOT, actionlint, describe, load_yaml, needs_actionlint
@@ -175,31 +175,40 @@ def _privileged() -> set[str]:
     return {"kvm"} | (set() if os.geteuid() == 0 and not missing_packages() else {"apt"})
 
 
+@dataclass(frozen=True)
+class Installed:
+    """A job that ran the action up to its install step, and the action's checkout before and after."""
+
+    job: Job
+    checkout_before: list[str]
+    checkout_after: list[str]
+
+
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory):  # type: ignore[no-untyped-def]
-    """A job that ran the action up to its install step: ebpf-lab in a throw-away venv (non-editable, 1-3 min)."""
+def installed(tmp_path_factory) -> Installed:  # type: ignore[no-untyped-def]
+    """ebpf-lab installed by the action into a throw-away venv (non-editable, 1-3 min), once for this module."""
     before = sorted(p.name for p in ROOT.iterdir())
     job = Job(ACTION, root=tmp_path_factory.mktemp("install-job"), inputs={"mode": "plan", "python-version": ""})
     job.run(until="install", timeout=1200)
     job.succeeded("install")
-    job.checkout_before, job.checkout_after = before, sorted(p.name for p in ROOT.iterdir())
-    return job
+    return Installed(job, before, sorted(p.name for p in ROOT.iterdir()))
 
 
-def _job(root: Path, installed: Job, **inputs: str) -> Job:
-    """A job on a runner where *installed* already installed ebpf-lab (PATH and step outputs carried over)."""
+def _job(root: Path, installed: Installed, **inputs: str) -> Job:
+    """A job on a runner where ebpf-lab is *installed* already (PATH, environment and step outputs carried over)."""
     job = Job(ACTION, root=root, inputs={"python-version": "", **{k.replace("_", "-"): v for k, v in inputs.items()}},
               skip=_privileged(), env={TAG_ENV: uuid.uuid4().hex})
-    job.carry_over(installed, "install")
+    job.carry_over(installed.job, "install")
     return job
 
 
 def test_install_puts_a_non_editable_ebpf_lab_and_vng_on_the_path(installed, tmp_path):
-    run = installed.succeeded("install")
+    job = installed.job
+    run = job.succeeded("install")
     print(f"\ninstall step: {run.seconds:.0f} s")
-    bin_dir = Path(installed.outputs["install"]["bin"])
-    assert installed.path[0] == str(bin_dir)
-    assert bin_dir.is_relative_to(installed.temp)
+    bin_dir = Path(job.outputs["install"]["bin"])
+    assert job.path[0] == str(bin_dir)
+    assert bin_dir.is_relative_to(job.temp)
     for tool in ("python", "lab", "pytest", "vng"):
         assert (bin_dir / tool).is_file(), f"{tool} is not in the venv"
     # Non-editable: the package and its data live in the venv, not in the action's checkout.
@@ -210,6 +219,10 @@ def test_install_puts_a_non_editable_ebpf_lab_and_vng_on_the_path(installed, tmp
     assert package.is_relative_to(bin_dir.parent), package
     assert (package / "guest_files" / "switch_root.sh").is_file()
     assert (package / "host-packages.txt").is_file()
+    # The kernel catalog: in the wheel, or (until it ships there) the checkout's through the job's environment.
+    kernels = subprocess.run([str(bin_dir / "lab"), "kernels"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                             env={"PATH": os.defpath, "HOME": str(tmp_path), **job.exported}, check=True)
+    assert "6.1-amd64" in kernels.stdout, kernels.stdout + kernels.stderr
     assert installed.checkout_after == installed.checkout_before, "installing wrote into the action's checkout"
     assert re.search(r"^ebpf-lab \S+ virtme-ng \S+ pytest \S+$", run.log, re.M), run.log
 

@@ -11,7 +11,6 @@ import json
 import re
 
 import pytest
-
 from workflows import ROOT, actionlint, describe, load_yaml, needs_actionlint
 
 WORKFLOW = ROOT / ".github" / "workflows" / "ebpf-lab.yml"
