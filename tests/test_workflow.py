@@ -47,7 +47,9 @@ def test_workflow_jobs_plan_test_and_report():
     assert test["env"]["SHARD"] == "${{ matrix.shard }}"
     assert "/dev/kvm" in runs and "udevadm trigger --name-match=kvm" in runs
     cache = next(s for s in test["steps"] if s.get("uses", "").startswith("actions/cache@"))
-    assert "~/.cache/ebpf-lab" in cache["with"]["path"] and "${{ matrix.kernel }}" in cache["with"]["key"]
+    assert "~/.cache/ebpf-lab" in cache["with"]["path"] and "${{ strategy.job-index }}" in cache["with"]["key"]
+    # actions/cache refuses a key with a comma, and a shard of several kernels names them with commas.
+    assert "matrix.kernel" not in cache["with"]["key"]
     uploads = [s for s in test["steps"] if s.get("uses", "").startswith("actions/upload-artifact@")]
     assert uploads[0]["with"]["name"].startswith("junit-") and uploads[0]["if"] == "${{ !cancelled() }}"
 
