@@ -2,6 +2,8 @@
 
 ``tests/`` is on ``sys.path`` (pytest's rootdir-relative import of test modules), so
 test files import shared helpers from ``tests/procs.py`` as ``procs``.
+
+Tests that boot guests are marked ``guest``: ``pytest -m "not guest"`` is the suite of seconds.
 """
 
 from __future__ import annotations
@@ -21,6 +23,23 @@ pytest_plugins = ["pytester"]
 
 #: The kernel cache of this session, taken before any fixture moves HOME.
 CACHE = cache_dir()
+
+#: Fixtures that boot (or fetch) a guest, in this process or in a process a test starts.
+GUEST_FIXTURES = ("vm", "kernel", "started")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "guest: boots a guest or fetches a kernel (minutes under TCG); "
+                                       "-m 'not guest' leaves them out")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # By fixture, so a new test that boots cannot forget the mark; tests that boot another
+    # way (pytester runs, a guest of their own) carry it themselves.
+    for item in items:
+        if any(name in GUEST_FIXTURES for name in getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.guest)
 
 
 @pytest.fixture

@@ -15,9 +15,10 @@ from pathlib import Path
 
 from .arches import Arch, get_arch, host_arch
 from .errors import CatalogError, UsageError
+from .resources import package_dir
 
-#: The catalog shipped with ebpf-lab.
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "kernels"
+#: The catalog shipped with ebpf-lab: the checkout's ``kernels/``, installed as ``lab/kernels``.
+BUILTIN_DIR = package_dir("lab.kernels")
 #: Colon-separated extra catalog directories (a user's own kernels).
 EXTRA_ENV = "EBPF_LAB_KERNELS"
 #: The series the hello lab runs on when no kernel is named.

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import console
-from .errors import CatalogError, LabFailure, UsageError
+from .errors import CatalogError, CommandTimeout, LabFailure, UsageError
 from .guest import Guest, OutputSink, ProcessEnded
-from .errors import CommandTimeout
+from .resources import package_dir
 
-LABS_DIR = Path(__file__).resolve().parent / "labs"
+LABS_DIR = package_dir("lab", "labs")
 
 #: Default readiness check: some process holds a perf event, i.e. a kprobe or tracepoint is attached.
 DEFAULT_READY = "ls -l /proc/[0-9]*/fd 2>/dev/null | grep -q 'perf_event'"

@@ -3,6 +3,11 @@
 Registered through the ``pytest11`` entry point, so any test file can use the
 fixtures once ebpf-lab is installed. Each selected kernel is booted once per
 session (again only if a test killed its guest); tests are grouped by kernel.
+
+Installed is not asked for: every project in the environment loads this plugin, so
+until a session names a lab option (``--kernel``…, a ``lab_*`` ini value) or collects a
+test that takes ``kernel``, it reads no catalog, installs no signal handler, changes no
+xdist option and prints nothing.
 """
 
 from __future__ import annotations
@@ -62,10 +67,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("lab_userland", "default for --userland", default="")
 
 
+#: (option dest, ini name) of every setting through which a session asks for ebpf-lab.
+_SETTINGS = (("kernel", "lab_kernel"), ("lab_arch", "lab_arch"), ("boot_timeout", "lab_boot_timeout"),
+             ("command_timeout", "lab_command_timeout"), ("lab_userland", "lab_userland"), ("lab_shard", "lab_shard"))
+
+
+def _asked(config: pytest.Config) -> bool:
+    """Whether the session asked for ebpf-lab by name: a lab option or a ``lab_*`` ini value."""
+    return any(_option(config, name, ini) is not None for name, ini in _SETTINGS)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> None:
     # pytest-xdist: keep all tests of one kernel in one worker (they are xdist_group'ed by kernel
-    # id), so each kernel boots exactly once and two workers never run the same kernel.
+    # id), so each kernel boots exactly once and two workers never run the same kernel. Only
+    # when asked: whether a test takes ``kernel`` is known after collection, too late to choose
+    # how xdist schedules, and a project that never asked keeps its own scheduling.
+    if not _asked(config):
+        return
     if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") in ("no", "load"):
         config.option.dist = "loadgroup"
 
@@ -94,6 +113,23 @@ def pytest_configure(config: pytest.Config) -> None:
     _worker_loadgroup(config)
     config.addinivalue_line("markers", "kernel(constraint): run only on kernels whose series satisfies it, e.g. kernel('>=5.8')")
     config.addinivalue_line("markers", "arch(*names): run only on these guest architectures, e.g. arch('x86_64')")
+    config.stash[_TABLE] = table = _Table()
+    config.pluginmanager.register(table, "ebpf-lab-table")
+    if _asked(config):
+        # Now rather than at the first test that takes ``kernel``: a bad --kernel is a usage
+        # error before anything runs, and the header can name the kernels.
+        _state(config)
+
+
+def _state(config: pytest.Config) -> _State:
+    """The session's state, made on first need: the catalog is read, SIGTERM handled from then on."""
+    state = config.stash.get(STATE, None)
+    if state is None:
+        state = config.stash[STATE] = _new_state(config)
+    return state
+
+
+def _new_state(config: pytest.Config) -> _State:
     try:
         specs = catalog.select(catalog.load_catalog(), kernels=_option(config, "kernel", "lab_kernel"),
                                arches=_option(config, "lab_arch", "lab_arch"),
@@ -104,8 +140,8 @@ def pytest_configure(config: pytest.Config) -> None:
     shard, specs = _apply_shard(config, specs)
     boot = _option(config, "boot_timeout", "lab_boot_timeout")
     command = _option(config, "command_timeout", "lab_command_timeout")
-    config.stash[STATE] = _State(specs=specs, boot_timeout=float(boot) if boot else None,
-                                 command_timeout=float(command) if command else None, shard=shard)
+    return _State(specs=specs, boot_timeout=float(boot) if boot else None,
+                  command_timeout=float(command) if command else None, shard=shard)
 
 
 def _apply_shard(config: pytest.Config, specs: list[catalog.KernelSpec]) -> tuple[shard_mod.Shard | None, list[catalog.KernelSpec]]:
@@ -142,7 +178,10 @@ def _stop_on_sigterm() -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    state = config.stash[STATE]
+    # Only a session that asked for ebpf-lab has state this early; the others get no lines.
+    state = config.stash.get(STATE, None)
+    if state is None:
+        return []
     from .fetch import cached
 
     lines = [f"ebpf-lab kernels: {', '.join(s.id for s in state.specs) or 'none'}"
@@ -171,7 +210,12 @@ def _skip_reason(spec: catalog.KernelSpec, node) -> str | None:  # type: ignore[
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "kernel" not in metafunc.fixturenames:
         return
-    state = metafunc.config.stash[STATE]
+    try:
+        state = _state(metafunc.config)
+    except pytest.UsageError as error:
+        # The first test that takes ``kernel`` reads the catalog (unless an option did, at
+        # start-up). Raised from here a UsageError comes with pluggy's traceback: the message says it.
+        raise pytest.fail.Exception(str(error), pytrace=False) from None
     params = []
     for spec in state.specs:
         reason = _skip_reason(spec, metafunc.definition)
@@ -196,8 +240,8 @@ def _deselect_other_shards(config: pytest.Config, items: list[pytest.Item]) -> N
     # Kernel tests were already limited to this shard's kernels by pytest_generate_tests;
     # what is left: tests that boot no kernel (shard 1 runs them) and the empty
     # "NOTSET" parameter pytest makes when a shard has no kernel at all.
-    state = config.stash[STATE]
-    if state.shard is None:
+    state = config.stash.get(STATE, None)
+    if state is None or state.shard is None:
         return
     mine = {s.id for s in state.specs}
     keep, drop = [], []
@@ -226,7 +270,7 @@ def kernel(request: pytest.FixtureRequest) -> session.Kernel:
 
 @pytest.fixture(scope="session")
 def _lab_guest_slot(request: pytest.FixtureRequest, kernel: session.Kernel):  # type: ignore[no-untyped-def]
-    state = request.config.stash[STATE]
+    state = _state(request.config)
     yield kernel
     guest = state.guests.pop(kernel.id, None)
     if guest is not None:
@@ -242,7 +286,7 @@ def vm(request: pytest.FixtureRequest, _lab_guest_slot: session.Kernel) -> Guest
     gets a freshly booted one.
     """
     kernel = _lab_guest_slot
-    state = request.config.stash[STATE]
+    state = _state(request.config)
     if kernel.id in state.boot_failures:
         # A kernel that did not boot will not boot for the next test either: fail fast
         # instead of waiting out the boot timeout once per test.
@@ -333,23 +377,32 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type
     report.sections.append(("guest console log", str(guest.log_path)))
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    # Runs in the controller too under xdist, so the table covers every worker.
-    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-        _REPORTS.append(report)
+class _Table:
+    """The kernel x test rows of one session: a plugin object per config, so the rows of an
+    in-process pytester run stay out of the table of the session that started it."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, dict]] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # Runs in the controller too under xdist, so the table covers every worker.
+        if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+            properties = dict(report.user_properties)
+            if properties.get("kernel"):
+                self.rows.append((report.nodeid, report.outcome, properties))
 
 
-_REPORTS: list[pytest.TestReport] = []
+_TABLE = pytest.StashKey[_Table]()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
     from .table import kernel_table
 
-    rows = [(r.nodeid, r.outcome, dict(r.user_properties)) for r in _REPORTS if dict(r.user_properties).get("kernel")]
-    if not rows:
+    table = config.stash.get(_TABLE, None)
+    if table is None or not table.rows:
         return
     terminalreporter.section("ebpf-lab: kernels x tests")
-    for line in kernel_table(rows):
+    for line in kernel_table(table.rows):
         terminalreporter.write_line(line)
 
 

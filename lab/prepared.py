@@ -33,15 +33,16 @@ from pathlib import Path
 
 from . import cpio, kimage, process, tools
 from .errors import HostError
+from .resources import package_dir
 from .settings import cache_dir
 from .vm import VMConfig, vng_binary, vng_command
 
 log = logging.getLogger(__name__)
 
 #: Appended to virtme-ng's initramfs as /bin/switch_root, which virtme-ng's init execs last.
-SWITCH_ROOT = Path(__file__).resolve().parent / "guest_files" / "switch_root.sh"
+SWITCH_ROOT = package_dir("lab", "guest_files") / "switch_root.sh"
 #: The same place in a root-disk guest's initramfs: the whole init of the guest.
-ROOTDISK_INIT = Path(__file__).resolve().parent / "guest_files" / "rootdisk_init.sh"
+ROOTDISK_INIT = package_dir("lab", "guest_files") / "rootdisk_init.sh"
 #: Set to 0 to boot every guest through plain ``vng`` instead.
 ENV = "EBPF_LAB_PREPARED"
 #: Set to 0 to boot the bzImage as it is (no PVH entry through the uncompressed ELF).

@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import process, tools
+from .resources import package_dir
 
 #: Debian packages the kit needs on the host. BCC runs in the guest from the host's
 #: python3-bpfcc (x86_64); the rest boot, unpack and build guests (foreign-arch guests boot
 #: a Debian rootfs made with mmdebstrap and mkfs.ext4).
 DEBIAN_PACKAGES = tuple(
-    line.strip() for line in (Path(__file__).with_name("host-packages.txt")).read_text().splitlines()
+    line.strip() for line in (package_dir("lab") / "host-packages.txt").read_text().splitlines()
     if line.strip() and not line.startswith("#")
 )
 

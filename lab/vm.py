@@ -8,11 +8,12 @@ from pathlib import Path
 from . import tools
 from .arches import Arch, host_arch
 from .errors import HostError
+from .resources import package_dir
 
 #: The console shell that makes the guest predictable for pexpect.
-SHELL = Path(__file__).resolve().parent / "guest_files" / "shell.sh"
+SHELL = package_dir("lab", "guest_files") / "shell.sh"
 #: The lab package directory (console shell, labs), which root-disk guests see at GUEST_LAB_DIR.
-LAB_PACKAGE = Path(__file__).resolve().parent
+LAB_PACKAGE = package_dir("lab")
 #: Where a root-disk guest finds LAB_PACKAGE: under /run, a tmpfs by the time virtme-ng's
 #: init mounts shared directories (the image itself is mounted read-only, so no new mount points there).
 GUEST_LAB_DIR = "/run/ebpf-lab/lab"

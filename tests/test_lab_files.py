@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from lab import catalog
-from lab.errors import CatalogError, LabFailure
-from lab.labs import FAILURE_KINDS, all_labs, load_lab
-from lab.markers import kernel_matches
+from lab import catalog, prepared, vm
+from lab.errors import CatalogError, HostError, LabFailure
 from lab.feedback import failure_lines, program_excerpt
+from lab.labs import FAILURE_KINDS, LABS_DIR, all_labs, load_lab
+from lab.markers import kernel_matches
+from lab.resources import package_dir
 
 DATA = Path(__file__).parent / "data"
 
@@ -40,6 +42,26 @@ def test_ringbuf_needs_5_8() -> None:
     assert not kernel_matches("5.4", ringbuf.kernel)
     assert all(kernel_matches(s.series, ringbuf.kernel) for s in catalog.load_catalog().values()
                if s.series_tuple >= (5, 8))
+
+
+def test_the_shipped_files_are_real_files_of_the_package() -> None:
+    assert (catalog.BUILTIN_DIR / f"{catalog.default_kernel_id()}.toml").is_file()
+    assert (LABS_DIR / "hello" / "lab.toml").is_file()
+    for script in (vm.SHELL, prepared.SWITCH_ROOT, prepared.ROOTDISK_INIT):
+        assert script.is_file() and script.is_relative_to(vm.LAB_PACKAGE)
+
+
+def test_package_files_inside_a_zip_are_a_clear_host_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What a zip install would give: files a guest could never see through its 9p share.
+    archive = tmp_path / "zipped.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("ebpf_lab_zipped/__init__.py", "")
+        zipped.writestr("ebpf_lab_zipped/guest_files/shell.sh", "")
+    monkeypatch.syspath_prepend(str(archive))
+    with pytest.raises(HostError, match=r"ebpf_lab_zipped/guest_files is not a directory on disk.*pip, not from a zip"):
+        package_dir("ebpf_lab_zipped", "guest_files")
+    with pytest.raises(HostError, match=r"ebpf_lab_not_there is missing.*pip install"):
+        package_dir("ebpf_lab_not_there")
 
 
 def test_hints_list_form_still_works(tmp_path: Path) -> None:

@@ -207,6 +207,7 @@ def test_4_passes(vm):
 """
 
 
+@pytest.mark.guest
 def test_failures_are_diagnosable_and_a_panic_gets_a_fresh_guest(pytester):
     pytester.makepyfile(test_faults=PYTEST_FAULTS)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA", timeout=2 * BOOT_WAIT)
@@ -222,6 +223,7 @@ def test_failures_are_diagnosable_and_a_panic_gets_a_fresh_guest(pytester):
     assert out.count("guest console log") == 2
 
 
+@pytest.mark.guest
 def test_boot_timeout_from_the_ini_file(pytester):
     pytester.makeini("[pytest]\nlab_boot_timeout = 5\n")
     pytester.makepyfile(test_boot="def test_boots(vm):\n    pass\n")

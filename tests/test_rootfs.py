@@ -14,7 +14,16 @@ import pytest
 from lab import catalog, rootfs, session, tools
 from lab.arches import get_arch
 from lab.fetch import KernelFiles
-from lab.vm import GUEST_LAB_DIR, LAB_PACKAGE, SHELL, VMConfig, guest_path, guest_shell, root_disk_shares, vng_command
+from lab.vm import (
+    GUEST_LAB_DIR,
+    LAB_PACKAGE,
+    SHELL,
+    VMConfig,
+    guest_path,
+    guest_shell,
+    root_disk_shares,
+    vng_command,
+)
 
 ARM64 = get_arch("arm64")
 

@@ -11,6 +11,8 @@ import pytest
 from lab import catalog, session
 from lab.labs import get_lab, run_lab
 
+pytestmark = pytest.mark.guest
+
 
 @pytest.fixture(scope="module")
 def trixie_guest():
