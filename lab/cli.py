@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -42,9 +43,16 @@ def _boot(spec: catalog.KernelSpec, args: argparse.Namespace):  # type: ignore[n
     accel = session.choose_accel(kernel)
     timeouts = session.timeouts_for(kvm=accel.kvm, boot=args.boot_timeout, command=args.command_timeout,
                                     foreign=session.is_foreign(spec))
-    guest = session.new_guest(kernel, accel=accel, timeouts=timeouts)
+    guest = session.new_guest(kernel, accel=accel, timeouts=timeouts, append=_kernel_args(args))
     _say(f"booting {kernel.id} ({kernel.release}) under {accel.name.upper()}; console log: {guest.log_path}")
     return kernel, timeouts, guest
+
+
+def _kernel_args(args: argparse.Namespace) -> tuple[str, ...]:
+    try:
+        return tuple(shlex.split(args.kernel_args or ""))
+    except ValueError as error:
+        raise UsageError(f"--kernel-args {args.kernel_args!r}: {error}", hint="quote words as a shell would") from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -105,7 +113,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
     accel = session.choose_accel(kernel)
     session.check_host(kernel)
     vng = tools.require("vng", needed_for=f"a shell in {kernel.id}")
-    argv = vng_command(session.vm_config(kernel, accel=accel), vng=vng, interactive=True)
+    argv = vng_command(session.vm_config(kernel, accel=accel, append=_kernel_args(args)), vng=vng, interactive=True)
     _say(f"{kernel.id} under {accel.name.upper()}; labs are in {labs.LABS_DIR}; leave with 'exit' or Ctrl-D")
     # Not process.run: the session is the user's, on this terminal, for as long as they like.
     try:
@@ -241,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--arch", help="architecture(s): x86_64, arm64, comma list or 'all'")
         p.add_argument("--boot-timeout", type=float, help="seconds to wait for the guest's shell")
         p.add_argument("--command-timeout", type=float, help="seconds each guest command may take")
+        p.add_argument("--kernel-args", metavar="WORDS",
+                       help="words added to the guest kernel's command line, e.g. 'lsm=lockdown,capability,bpf'")
         with_userland(p)
 
     def with_userland(p: argparse.ArgumentParser) -> None:

@@ -13,6 +13,7 @@ xdist option and prints nothing.
 from __future__ import annotations
 
 import logging
+import shlex
 from dataclasses import dataclass, field
 
 import pytest
@@ -32,6 +33,8 @@ class _State:
     specs: list[catalog.KernelSpec]
     boot_timeout: float | None
     command_timeout: float | None
+    #: ``--kernel-args``: words added to every guest's kernel command line.
+    kernel_args: tuple[str, ...] = ()
     guests: dict[str, Guest] = field(default_factory=dict)
     boots: dict[str, list[float]] = field(default_factory=dict)
     accel: dict[str, accel_mod.Accel] = field(default_factory=dict)
@@ -59,17 +62,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "from a root disk) or 'debian:SUITE'")
     group.addoption("--shard", action="store", default=None, dest="lab_shard", metavar="K/N",
                     help="run shard K of N: whole kernels split deterministically across N CI jobs")
+    group.addoption("--kernel-args", action="store", default=None, dest="lab_kernel_args", metavar="WORDS",
+                    help="words added to each guest's kernel command line, e.g. 'lsm=lockdown,capability,bpf'")
     parser.addini("lab_kernel", "default for --kernel", default="")
     parser.addini("lab_arch", "default for --arch", default="")
     parser.addini("lab_boot_timeout", "default for --boot-timeout", default="")
     parser.addini("lab_command_timeout", "default for --command-timeout", default="")
     parser.addini("lab_shard", "default for --shard", default="")
     parser.addini("lab_userland", "default for --userland", default="")
+    parser.addini("lab_kernel_args", "default for --kernel-args", default="")
 
 
 #: (option dest, ini name) of every setting through which a session asks for ebpf-lab.
 _SETTINGS = (("kernel", "lab_kernel"), ("lab_arch", "lab_arch"), ("boot_timeout", "lab_boot_timeout"),
-             ("command_timeout", "lab_command_timeout"), ("lab_userland", "lab_userland"), ("lab_shard", "lab_shard"))
+             ("command_timeout", "lab_command_timeout"), ("lab_userland", "lab_userland"), ("lab_shard", "lab_shard"),
+             ("lab_kernel_args", "lab_kernel_args"))
 
 
 def _asked(config: pytest.Config) -> bool:
@@ -141,7 +148,15 @@ def _new_state(config: pytest.Config) -> _State:
     boot = _option(config, "boot_timeout", "lab_boot_timeout")
     command = _option(config, "command_timeout", "lab_command_timeout")
     return _State(specs=specs, boot_timeout=float(boot) if boot else None,
-                  command_timeout=float(command) if command else None, shard=shard)
+                  command_timeout=float(command) if command else None, shard=shard,
+                  kernel_args=_kernel_args(_option(config, "lab_kernel_args", "lab_kernel_args")))
+
+
+def _kernel_args(text: str | None) -> tuple[str, ...]:
+    try:
+        return tuple(shlex.split(text or ""))
+    except ValueError as error:
+        raise pytest.UsageError(f"--kernel-args {text!r}: {error}; quote words as a shell would") from None
 
 
 def _apply_shard(config: pytest.Config, specs: list[catalog.KernelSpec]) -> tuple[shard_mod.Shard | None, list[catalog.KernelSpec]]:
@@ -301,7 +316,7 @@ def vm(request: pytest.FixtureRequest, _lab_guest_slot: session.Kernel) -> Guest
             state.accel[kernel.id] = verdict
             timeouts = session.timeouts_for(kvm=verdict.kvm, boot=state.boot_timeout, command=state.command_timeout,
                                             foreign=session.is_foreign(kernel.spec))
-            guest = session.new_guest(kernel, accel=verdict, timeouts=timeouts)
+            guest = session.new_guest(kernel, accel=verdict, timeouts=timeouts, append=state.kernel_args)
             guest.boot()
         except LabError as error:
             if isinstance(error, (BootTimeout, HostError)) or not state.boots.get(kernel.id):
