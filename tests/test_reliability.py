@@ -279,6 +279,7 @@ def test_interrupted_and_corrupt_fetches_are_never_used(started, tmp_path):
     assert files.image.stat().st_size > 1_000_000
 
 
+@pytest.mark.guest
 def test_kernel_args_reach_the_guest(pytester):
     pytester.makepyfile(test_cmdline="def test_cmdline(vm):\n    assert 'ebpflab_marker=42' in vm.run('cat /proc/cmdline').output\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--kernel-args", "ebpflab_marker=42", timeout=BOOT_WAIT)
