@@ -65,7 +65,7 @@ def _parse(path: Path, data: dict) -> KernelSpec:
     def need(key: str) -> str:
         value = data.get(key)
         if not isinstance(value, str) or not value:
-            raise CatalogError(f"{path}: missing or invalid '{key}'", hint="see kernels/README.md for the format")
+            raise CatalogError(f"{path}: missing or invalid '{key}'", hint="see 'Kernels' in ebpf-lab's README for the format")
         return value
 
     series = need("series")

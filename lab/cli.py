@@ -311,6 +311,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lab: interrupted; guests stopped", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `lab kernels | head`: the reader left, which is no error of ours. Python would
+        # otherwise complain again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
