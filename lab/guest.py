@@ -23,7 +23,9 @@ from pathlib import Path
 import pexpect
 
 from . import console, tools
+from .arches import host_arch
 from .errors import BootTimeout, CommandTimeout, GuestError, GuestExited, GuestPanic
+from .timeouts import Timeouts, timeouts_for
 from .vm import VMConfig, check_files, guest_path, vng_binary, vng_command
 
 log = logging.getLogger(__name__)
@@ -52,16 +54,16 @@ class Result:
 class Guest:
     """One throw-away VM. Use as a context manager, or call :meth:`close`.
 
-    ``boot_timeout`` and ``command_timeout`` are seconds; each failure carries the
-    last console lines and the path of the full transcript (``log_path``).
+    ``timeouts`` (default: the policy's for ``config``) say how long each wait may take;
+    labs and tests read them too. Each failure carries the last console lines and the path
+    of the full transcript (``log_path``).
     """
 
-    def __init__(self, *, config: VMConfig, log_path: Path, boot_timeout: float = 180.0,
-                 command_timeout: float = 120.0, label: str = "") -> None:
+    def __init__(self, *, config: VMConfig, log_path: Path, timeouts: Timeouts | None = None,
+                 label: str = "") -> None:
         self.config = config
         self.log_path = log_path
-        self.boot_timeout = boot_timeout
-        self.command_timeout = command_timeout
+        self.timeouts = timeouts or timeouts_for(kvm=config.kvm, foreign=config.arch.debian != host_arch().debian)
         self.label = label or config.image.name
         self.nonce = "L" + secrets.token_hex(8)
         self.boot_seconds: float | None = None
@@ -71,6 +73,16 @@ class Guest:
         self._spawn_count = 0
         #: Labs run in this guest (LabResult), newest last: the plugin reports their times.
         self.lab_results: list = []
+
+    @property
+    def boot_timeout(self) -> float:
+        """Seconds the boot may take: ``timeouts.boot``."""
+        return self.timeouts.boot
+
+    @property
+    def command_timeout(self) -> float:
+        """Seconds a command may take unless given its own: ``timeouts.command``."""
+        return self.timeouts.command
 
     # -- life cycle -------------------------------------------------------------------
 

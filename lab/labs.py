@@ -149,9 +149,12 @@ class LabResult:
 
 
 def run_lab(guest: Guest, lab: Lab, *, program: Path | None = None, python: str = "/usr/bin/python3",
-            attach_timeout: float = 180.0, on_output: OutputSink | None = None,
+            attach_timeout: float | None = None, on_output: OutputSink | None = None,
             keep_guest: bool = True) -> LabResult:
     """Run *program* (default: the lab's reference) in *guest*, trigger, and check the output.
+
+    The waits are the guest's: *attach_timeout* defaults to ``guest.timeouts.attach``, and the
+    lab's ``expect_timeout`` is multiplied by ``guest.timeouts.expect_scale``.
 
     Raises LabFailure with the program's own error and the lab's hint when it fails. With
     *keep_guest* false the caller stops the guest next, so a passing program is left
@@ -167,12 +170,12 @@ def run_lab(guest: Guest, lab: Lab, *, program: Path | None = None, python: str 
     # that dies (a compile error) is only noticed when the attach timeout runs out.
     process = guest.spawn(f"{python} {guest.visible_path(program)}", on_output=on_output)
     try:
-        _wait_ready(guest, lab, process, timeout=attach_timeout)
+        _wait_ready(guest, lab, process, timeout=attach_timeout or guest.timeouts.attach)
         attached = time.monotonic()
         for command in lab.trigger:
             guest.run(command, timeout=60)
         try:
-            match = process.expect(lab.expect, timeout=lab.expect_timeout * guest_scale(guest))
+            match = process.expect(lab.expect, timeout=lab.expect_timeout * guest.timeouts.expect_scale)
         except ProcessEnded as exc:
             output = exc.process.output
             kind, what = _exit_kind(output, returncode=exc.process.returncode)
@@ -201,10 +204,6 @@ def run_lab(guest: Guest, lab: Lab, *, program: Path | None = None, python: str 
                        total_seconds=time.monotonic() - started, output=process.output, matched=match.group(0))
     guest.lab_results.append(result)
     return result
-
-
-def guest_scale(guest: Guest) -> float:
-    return 1.0 if guest.config.kvm else 2.0
 
 
 def _wait_ready(guest: Guest, lab: Lab, process, *, timeout: float) -> None:  # type: ignore[no-untyped-def]

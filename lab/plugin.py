@@ -24,6 +24,7 @@ from . import shard as shard_mod
 from .errors import BootTimeout, HostError, LabError
 from .guest import Guest
 from .markers import kernel_matches
+from .timeouts import timeouts_for
 
 log = logging.getLogger(__name__)
 
@@ -314,8 +315,8 @@ def vm(request: pytest.FixtureRequest, _lab_guest_slot: session.Kernel) -> Guest
         try:
             verdict = state.accel.get(kernel.id) or session.choose_accel(kernel)
             state.accel[kernel.id] = verdict
-            timeouts = session.timeouts_for(kvm=verdict.kvm, boot=state.boot_timeout, command=state.command_timeout,
-                                            foreign=session.is_foreign(kernel.spec))
+            timeouts = timeouts_for(kvm=verdict.kvm, foreign=session.is_foreign(kernel.spec), boot=state.boot_timeout,
+                                    command=state.command_timeout)
             guest = session.new_guest(kernel, accel=verdict, timeouts=timeouts, append=state.kernel_args)
             guest.boot()
         except LabError as error:

@@ -33,10 +33,6 @@ MISTAKES = [
 ]
 
 
-def _attach_timeout(vm) -> float:  # type: ignore[no-untyped-def]
-    return vm.command_timeout * 3
-
-
 def _only_on_default(kernel) -> None:  # type: ignore[no-untyped-def]
     # A student's mistake fails the same way on every kernel; one kernel is enough to test the checker.
     if kernel.id != catalog.default_kernel_id():
@@ -56,7 +52,7 @@ def test_reference_solution_passes(request: pytest.FixtureRequest, kernel, name:
     if lab.kernel and not kernel_matches(kernel.spec.series, lab.kernel):
         pytest.skip(f"lab {name} needs kernel {lab.kernel}; {kernel.id} is {kernel.spec.series}")
     vm = request.getfixturevalue("vm")
-    result = run_lab(vm, lab, attach_timeout=_attach_timeout(vm))
+    result = run_lab(vm, lab)
     assert result.passed
     assert re.search(lab.expect, result.matched)
 
@@ -68,7 +64,7 @@ def test_wrong_student_program_fails_with_its_hint(request: pytest.FixtureReques
     lab = get_lab(name)
     vm = request.getfixturevalue("vm")
     with pytest.raises(LabFailure) as caught:
-        run_lab(vm, lab, program=STUDENTS / student, attach_timeout=_attach_timeout(vm))
+        run_lab(vm, lab, program=STUDENTS / student)
     failure = caught.value
     assert failure.kind == kind
     assert failure.hint == lab.hint_for(kind) and failure.hint
