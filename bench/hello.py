@@ -50,7 +50,7 @@ class Row:
 
 
 def measure_lab(kernel: session.Kernel, accel) -> dict:  # type: ignore[no-untyped-def]
-    timeouts = timeouts_for(kvm=accel.kvm, foreign=session.is_foreign(kernel.spec))
+    timeouts = timeouts_for(kvm=accel.kvm, foreign=kernel.spec.foreign)
     # What ebpf-lab caches per kernel (like the kernel's download) is prepared before the clock starts.
     config = session.vm_config(kernel, accel=accel)
     if prepared.enabled(config):
@@ -81,7 +81,7 @@ def measure_baseline(kernel: session.Kernel, accel, *, timeout: float = 900.0) -
         program = Path("/run/hello") / TUTORIAL.name
         argv = ["vng", "--run", str(kernel.rootfs.kernel_image), "-m", "2G", "--root-disk", str(kernel.rootfs.disk),
                 "--root-fstype", "ext4", "--busybox", str(kernel.rootfs.busybox), f"--rodir=/run/hello={TUTORIAL.parent}"]
-        if session.is_foreign(kernel.spec):
+        if kernel.spec.foreign:
             argv += ["--arch", kernel.spec.arch.vng]
     # The output also goes to a host directory, so the benchmark knows the run did what it timed
     # (vng's own output channel needs udevd on the host; a failed boot would look fast).

@@ -60,6 +60,11 @@ class KernelSpec:
     def series_tuple(self) -> tuple[int, ...]:
         return tuple(int(p) for p in self.series.split("."))
 
+    @property
+    def foreign(self) -> bool:
+        """The kernel is for another architecture than the host's (see :attr:`Arch.foreign`)."""
+        return self.arch.foreign
+
 
 def _parse(path: Path, data: dict) -> KernelSpec:
     def need(key: str) -> str:
@@ -129,7 +134,7 @@ def load_catalog(*, dirs: list[Path] | None = None) -> dict[str, KernelSpec]:
         for path in sorted(directory.glob("*.toml")):
             spec = load_file(path)
             entries[spec.id] = spec
-    return dict(sorted(entries.items(), key=lambda kv: (kv[1].arch.debian != host_arch().debian, kv[1].arch.debian, kv[1].series_tuple)))
+    return dict(sorted(entries.items(), key=lambda kv: (kv[1].foreign, kv[1].arch.debian, kv[1].series_tuple)))
 
 
 def default_kernel_id() -> str:

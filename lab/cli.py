@@ -42,7 +42,7 @@ def _boot(spec: catalog.KernelSpec, args: argparse.Namespace):  # type: ignore[n
     session.check_host(kernel)
     kernel = session.with_rootfs(kernel, progress=_say)
     accel = session.choose_accel(kernel)
-    timeouts = timeouts_for(kvm=accel.kvm, foreign=session.is_foreign(spec), boot=args.boot_timeout,
+    timeouts = timeouts_for(kvm=accel.kvm, foreign=spec.foreign, boot=args.boot_timeout,
                             command=args.command_timeout)
     guest = session.new_guest(kernel, accel=accel, timeouts=timeouts, append=_kernel_args(args))
     _say(f"booting {kernel.id} ({kernel.release}) under {accel.name.upper()}; console log: {guest.log_path}")
@@ -214,7 +214,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     specs = catalog.select(catalog.load_catalog(), kernels=args.kernel, arches=args.arch)
     if args.shards is not None and args.shards < 1:
         raise UsageError(f"--shards {args.shards}: need at least 1", hint="e.g. --shards 4")
-    entries = ci_matrix(specs, shards=args.shards, native=catalog.host_arch().debian)
+    entries = ci_matrix(specs, shards=args.shards)
     if args.shards and args.shards > len(entries):
         _say(f"only {len(entries)} kernels selected; using {len(entries)} shards instead of {args.shards}")
     if args.format == "json":

@@ -23,7 +23,6 @@ from pathlib import Path
 import pexpect
 
 from . import console, tools
-from .arches import host_arch
 from .errors import BootTimeout, CommandTimeout, GuestError, GuestExited, GuestPanic
 from .timeouts import Timeouts, timeouts_for
 from .vm import VMConfig, check_files, guest_path, vng_binary, vng_command
@@ -63,7 +62,7 @@ class Guest:
                  label: str = "") -> None:
         self.config = config
         self.log_path = log_path
-        self.timeouts = timeouts or timeouts_for(kvm=config.kvm, foreign=config.arch.debian != host_arch().debian)
+        self.timeouts = timeouts or timeouts_for(kvm=config.kvm, foreign=config.arch.foreign)
         self.label = label or config.image.name
         self.nonce = "L" + secrets.token_hex(8)
         self.boot_seconds: float | None = None

@@ -168,9 +168,7 @@ def _apply_shard(config: pytest.Config, specs: list[catalog.KernelSpec]) -> tupl
         shard = shard_mod.parse_shard(text)
     except LabError as error:
         raise pytest.UsageError(str(error)) from None
-    native = catalog.host_arch().debian
-    costs = {s.id: 1.0 if s.arch.debian == native else shard_mod.FOREIGN_ARCH_COST for s in specs}
-    return shard, shard_mod.select(specs, shard=shard, key=lambda s: s.id, costs=costs)
+    return shard, shard_mod.select(specs, shard=shard, key=lambda s: s.id, costs=shard_mod.kernel_costs(specs))
 
 
 def _stop_on_sigterm() -> None:
@@ -202,7 +200,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
     lines = [f"ebpf-lab kernels: {', '.join(s.id for s in state.specs) or 'none'}"
              + (f" (shard {state.shard})" if state.shard else "")]
-    native = next((s for s in state.specs if s.arch.debian == catalog.host_arch().debian), None)
+    native = next((s for s in state.specs if not s.foreign), None)
     files = cached(native) if native else None
     verdict = accel_mod.detect(probe_image=files.image if files else None)
     lines.append(f"ebpf-lab accelerator: {verdict.name.upper()} ({verdict.reason})")
@@ -315,7 +313,7 @@ def vm(request: pytest.FixtureRequest, _lab_guest_slot: session.Kernel) -> Guest
         try:
             verdict = state.accel.get(kernel.id) or session.choose_accel(kernel)
             state.accel[kernel.id] = verdict
-            timeouts = timeouts_for(kvm=verdict.kvm, foreign=session.is_foreign(kernel.spec), boot=state.boot_timeout,
+            timeouts = timeouts_for(kvm=verdict.kvm, foreign=kernel.spec.foreign, boot=state.boot_timeout,
                                     command=state.command_timeout)
             guest = session.new_guest(kernel, accel=verdict, timeouts=timeouts, append=state.kernel_args)
             guest.boot()

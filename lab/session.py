@@ -60,12 +60,7 @@ class Kernel:
 def needs_rootfs(spec: KernelSpec) -> bool:
     """A foreign-architecture guest cannot run the host's userland: it boots its own, as does
     any guest asked to (``--userland debian``)."""
-    return spec.own_userland or is_foreign(spec)
-
-
-def is_foreign(spec: KernelSpec) -> bool:
-    """The guest's architecture is not the host's: every instruction is emulated."""
-    return spec.arch.debian != host_arch().debian
+    return spec.own_userland or spec.foreign
 
 
 def prepare(spec: KernelSpec, *, progress: Progress = lambda _: None) -> Kernel:
@@ -87,7 +82,7 @@ def with_rootfs(kernel: Kernel, *, progress: Progress = lambda _: None) -> Kerne
 
 def choose_accel(kernel: Kernel) -> accel_mod.Accel:
     """KVM or TCG for *kernel*: foreign architectures are always emulated."""
-    if kernel.spec.arch.debian != host_arch().debian:
+    if kernel.spec.foreign:
         return accel_mod.Accel("tcg", f"{kernel.spec.arch.name} guest on a {host_arch().name} host is emulated")
     return accel_mod.detect(probe_image=kernel.files.image, qemu=kernel.spec.arch.qemu)
 

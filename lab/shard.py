@@ -84,19 +84,26 @@ def _natural(kernel_id: str) -> tuple:
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", kernel_id) if p)
 
 
-def ci_matrix(specs: Sequence, *, shards: int | None = None, native: str = "") -> list[dict[str, str]]:  # type: ignore[type-arg]
+def kernel_costs(specs: Iterable) -> dict[str, float]:  # type: ignore[type-arg]
+    """Kernel id -> cost for :func:`split`: a kernel the host must emulate (``spec.foreign``) costs more.
+
+    Every CI job computes this on its own runner, so jobs of one architecture agree on the split.
+    """
+    return {s.id: FOREIGN_ARCH_COST if s.foreign else 1.0 for s in specs}
+
+
+def ci_matrix(specs: Sequence, *, shards: int | None = None) -> list[dict[str, str]]:  # type: ignore[type-arg]
     """GitHub Actions ``strategy.matrix`` entries: one per shard (default: one per kernel).
 
     Each entry says which ``--shard K/N`` to run and, for the job's name and its
     kernel-cache key, which kernels (``kernel``) and guest architectures (``arch``)
-    that shard boots. ``native`` is the runner's Debian arch, for costing. More
-    shards than kernels would leave jobs with nothing to boot, so N is capped.
+    that shard boots, costed as :func:`kernel_costs` does on the runner. More shards than
+    kernels would leave jobs with nothing to boot, so N is capped.
     """
     total = max(1, min(shards or len(specs), len(specs)))
-    costs = {s.id: 1.0 if not native or s.arch.debian == native else FOREIGN_ARCH_COST for s in specs}
     by_id = {s.id: s for s in specs}
     entries = []
-    for index, ids in enumerate(split(by_id, total=total, costs=costs), start=1):
+    for index, ids in enumerate(split(by_id, total=total, costs=kernel_costs(specs)), start=1):
         arches = sorted({by_id[i].arch.name for i in ids})
         entries.append({"shard": f"{index}/{total}", "kernel": ",".join(ids), "arch": ",".join(arches)})
     return entries

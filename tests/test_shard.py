@@ -51,6 +51,13 @@ def test_split_balances_by_cost():
     assert max(loads) <= 8 and min(loads) >= 5, loads
 
 
+def test_kernel_costs_charge_an_emulated_arch_more():
+    specs = list(catalog.load_catalog().values())
+    costs = shard.kernel_costs(specs)
+    assert {costs[s.id] for s in specs if s.foreign} == {shard.FOREIGN_ARCH_COST}
+    assert {costs[s.id] for s in specs if not s.foreign} == {1.0}
+
+
 @pytest.mark.parametrize("text, expected", [("1/4", shard.Shard(1, 4)), (" 4 / 4 ", shard.Shard(4, 4)), ("1/1", shard.Shard(1, 1))])
 def test_parse_shard(text, expected):
     assert shard.parse_shard(text) == expected
@@ -64,13 +71,13 @@ def test_parse_shard_rejects_nonsense(text):
 
 def test_ci_matrix_lists_every_kernel_once_in_shards():
     specs = list(catalog.load_catalog().values())
-    entries = shard.ci_matrix(specs, shards=2, native="amd64")
+    entries = shard.ci_matrix(specs, shards=2)
     assert [e["shard"] for e in entries] == ["1/2", "2/2"]
     kernels = [k for e in entries for k in e["kernel"].split(",")]
     assert sorted(kernels) == sorted(s.id for s in specs)
     # One per kernel by default, and never more shards than kernels.
-    assert len(shard.ci_matrix(specs, native="amd64")) == len(specs)
-    assert len(shard.ci_matrix(specs, shards=99, native="amd64")) == len(specs)
+    assert len(shard.ci_matrix(specs)) == len(specs)
+    assert len(shard.ci_matrix(specs, shards=99)) == len(specs)
 
 
 def test_lab_matrix_prints_github_actions_json(capsys):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lab import timeouts
-from lab.arches import get_arch, host_arch
+from lab.arches import ARCHES, host_arch
 from lab.guest import Guest
 from lab.timeouts import Timeouts, timeouts_for
 from lab.vm import VMConfig
@@ -52,7 +52,7 @@ def test_explicit_values_are_taken_as_given_and_never_shorten_the_attach():
 def test_a_guest_carries_the_policys_timeouts_unless_given_others(tmp_path):
     native = VMConfig(image=tmp_path / "vmlinuz", arch=host_arch(), kvm=False)
     assert Guest(config=native, log_path=tmp_path / "log").timeouts == timeouts_for(kvm=False)
-    foreign = next(get_arch(name) for name in ("arm64", "amd64") if get_arch(name) != host_arch())
+    foreign = next(arch for arch in ARCHES.values() if arch.foreign)
     emulated = VMConfig(image=tmp_path / "vmlinuz", arch=foreign, kvm=False)
     assert Guest(config=emulated, log_path=tmp_path / "log").timeouts == timeouts_for(kvm=False, foreign=True)
     given = Timeouts(boot=3, command=10, attach=10)

@@ -20,7 +20,7 @@ def trixie_guest():
     [spec] = catalog.select(catalog.load_catalog(), kernels="6.12-amd64", userland="debian")
     kernel = session.with_rootfs(session.prepare(spec))
     accel = session.choose_accel(kernel)
-    guest = session.new_guest(kernel, accel=accel, timeouts=timeouts_for(kvm=accel.kvm, foreign=session.is_foreign(spec)))
+    guest = session.new_guest(kernel, accel=accel, timeouts=timeouts_for(kvm=accel.kvm, foreign=spec.foreign))
     with guest:
         yield guest
 
