@@ -253,7 +253,7 @@ def _builtin_grep(ready: str) -> str | None:
 
 def _exit_kind(output: str, *, returncode: int | None) -> tuple[str, str]:
     """Why a program ended on its own: (failure kind, what to tell the student)."""
-    if re.search(r":\d+:\d+: (fatal )?error:", output):
+    if console.compile_error(output):
         return "compile", "the BPF program does not compile"
     # BCC's words when the verifier or the kernel refuses the program, or the probe's target is wrong.
     if re.search(r"[Ff]ailed to attach|cannot attach|Failed to load|[Ff]ailed to open|bpf: .*(Invalid argument|Permission denied)", output):

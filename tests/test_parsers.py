@@ -70,6 +70,19 @@ def test_last_error_line_prefers_the_compiler():
     assert console.last_error_line("Traceback\nKeyError: 'x'\n") == "KeyError: 'x'"
 
 
+def test_compile_error_is_clangs_first_error_in_recorded_bcc_output():
+    recorded = (DATA / "students" / "count_compile_error.output").read_text()
+    first = "/virtual/main.c:6:5: error: use of undeclared identifier 'exec'; did you mean 'execs'?"
+    assert console.compile_error(recorded) == first
+    assert console.last_error_line(recorded) == first
+    # Notes and warnings are not errors; a fatal error is.
+    assert not console.is_compile_error("/virtual/main.c:2:10: note: 'execs' declared here")
+    assert not console.is_compile_error("/virtual/main.c:4:1: warning: an error-prone cast")
+    assert console.is_compile_error("/virtual/main.c:1:10: fatal error: 'linux/nope.h' file not found")
+    # A program that compiled and failed otherwise has no compile error.
+    assert console.compile_error("Traceback (most recent call last):\nException: Failed to attach BPF program\n") is None
+
+
 def test_prepared_boot_keeps_virtmes_init_and_passes_our_parameters():
     argv = ["qemu", "-append", "a=1 quiet init=/venv/virtme-ng-init", "-initrd", "/proc/self/fd/3"]
     out = prepared.rewrite(argv, initramfs=Path("/c/initramfs.img"), binds=(Path("/k/6.1"),), cached_share=False)
