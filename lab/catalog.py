@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -64,6 +65,11 @@ class KernelSpec:
     def foreign(self) -> bool:
         """The kernel is for another architecture than the host's (see :attr:`Arch.foreign`)."""
         return self.arch.foreign
+
+
+def id_order(kernel_id: str) -> tuple:  # type: ignore[type-arg]
+    """Sort key for kernel ids, numbers compared as numbers: 5.10 before 6.1 before 6.12-amd64."""
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", kernel_id) if p)
 
 
 def _parse(path: Path, data: dict) -> KernelSpec:

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .catalog import id_order
 from .errors import UsageError
 
 #: Column used for tests that boot no kernel (they ran on the CI host itself).
@@ -193,7 +194,7 @@ def merge(cases: Iterable[Case], *, kernel_order: Sequence[str] = ()) -> Matrix:
         cells[key] = case
     seen = {kernel for _, kernel in cells}
     ordered = [k for k in kernel_order if k in seen]
-    ordered += sorted((k for k in seen if k not in ordered and k != HOST), key=_natural)
+    ordered += sorted((k for k in seen if k not in ordered and k != HOST), key=id_order)
     if HOST in seen and HOST not in ordered:
         ordered.append(HOST)
     return Matrix(kernels=ordered, tests=sorted(tests), cells=cells, duplicates=duplicates)
@@ -210,10 +211,6 @@ def load(paths: Sequence[Path], *, known_kernels: Iterable[str] = ()) -> Matrix:
             raise UsageError(f"cannot read {path}: {exc.strerror}", hint="give pytest --junitxml files") from None
         cases += parse_junit(text, source=str(path), known_kernels=known)
     return merge(cases, kernel_order=known)
-
-
-def _natural(text: str) -> tuple:
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", text) if p)
 
 
 # --- terminal ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from .catalog import id_order
 from .errors import UsageError
 
 T = TypeVar("T")
@@ -63,25 +64,20 @@ def split(ids: Iterable[str], *, total: int, costs: Mapping[str, float] | None =
     if total < 1:
         raise UsageError(f"cannot split kernels into {total} shards", hint="N must be at least 1")
     cost = costs or {}
-    ordered = sorted(set(ids), key=lambda kid: (-cost.get(kid, 1.0), _natural(kid)))
+    ordered = sorted(set(ids), key=lambda kid: (-cost.get(kid, 1.0), id_order(kid)))
     shards: list[list[str]] = [[] for _ in range(total)]
     load = [0.0] * total
     for kid in ordered:
         target = min(range(total), key=lambda i: (load[i], len(shards[i]), i))
         shards[target].append(kid)
         load[target] += cost.get(kid, 1.0)
-    return [sorted(s, key=_natural) for s in shards]
+    return [sorted(s, key=id_order) for s in shards]
 
 
 def select(items: Sequence[T], *, shard: Shard, key, costs: Mapping[str, float] | None = None) -> list[T]:  # type: ignore[no-untyped-def]
     """The items (kernel specs) of ``shard``, in their original order; ``key(item)`` gives the kernel id."""
     mine = set(split((key(item) for item in items), total=shard.total, costs=costs)[shard.index - 1])
     return [item for item in items if key(item) in mine]
-
-
-def _natural(kernel_id: str) -> tuple:
-    # "6.12-amd64" after "6.1-amd64" and "5.10" before "6.1": compare numbers as numbers.
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", kernel_id) if p)
 
 
 def kernel_costs(specs: Iterable) -> dict[str, float]:  # type: ignore[type-arg]

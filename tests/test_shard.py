@@ -42,6 +42,11 @@ def test_split_is_deterministic_whatever_the_input_order():
     assert expected[0] == ["5.10-amd64", "6.6-amd64", "7.3-amd64"]
 
 
+def test_kernel_ids_sort_with_numbers_as_numbers():
+    ids = ["6.12-amd64", "7.3-amd64", "6.1-arm64", "5.10-amd64", "6.1-amd64"]
+    assert sorted(ids, key=catalog.id_order) == ["5.10-amd64", "6.1-amd64", "6.1-arm64", "6.12-amd64", "7.3-amd64"]
+
+
 def test_split_balances_by_cost():
     costs = {kid: shard.FOREIGN_ARCH_COST if kid.endswith("arm64") else 1.0 for kid in IDS}
     shards = shard.split(IDS, total=4, costs=costs)
