@@ -6,7 +6,6 @@ import argparse
 import logging
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from . import catalog, feedback, labs, process, session, setup_host, tools
 from .errors import GuestError, HostError, LabError, LabFailure, UsageError
 from .fetch import cached
 from .settings import cache_dir
+from .signals import interrupt_on_sigterm
 from .timeouts import timeouts_for
 
 
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     # SIGTERM behaves like Ctrl-C, so every guest is shut down on the way out.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    interrupt_on_sigterm(replace_others=True)
     try:
         return args.func(args)
     except LabError as error:

@@ -24,6 +24,7 @@ from . import shard as shard_mod
 from .errors import BootTimeout, HostError, LabError
 from .guest import Guest
 from .markers import kernel_matches
+from .signals import interrupt_on_sigterm
 from .timeouts import timeouts_for
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,8 @@ def _new_state(config: pytest.Config) -> _State:
                                userland=_option(config, "lab_userland", "lab_userland"))
     except LabError as error:
         raise pytest.UsageError(str(error)) from None
-    _stop_on_sigterm()
+    # SIGTERM ends the session like Ctrl-C, so pytest_sessionfinish stops every guest.
+    interrupt_on_sigterm()
     shard, specs = _apply_shard(config, specs)
     boot = _option(config, "boot_timeout", "lab_boot_timeout")
     command = _option(config, "command_timeout", "lab_command_timeout")
@@ -169,26 +171,6 @@ def _apply_shard(config: pytest.Config, specs: list[catalog.KernelSpec]) -> tupl
     except LabError as error:
         raise pytest.UsageError(str(error)) from None
     return shard, shard_mod.select(specs, shard=shard, key=lambda s: s.id, costs=shard_mod.kernel_costs(specs))
-
-
-def _stop_on_sigterm() -> None:
-    """Make SIGTERM end the session like Ctrl-C, so pytest_sessionfinish stops every guest.
-
-    By default SIGTERM kills pytest outright; QEMU would then only go away through the
-    pty hang-up. Left alone when someone else (pytest-timeout, xdist) installed a handler.
-    """
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, interrupt)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
