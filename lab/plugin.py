@@ -378,27 +378,30 @@ class _Table:
     in-process pytester run stay out of the table of the session that started it."""
 
     def __init__(self) -> None:
-        self.rows: list[tuple[str, str, dict]] = []
+        self.cases: list = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         # Runs in the controller too under xdist, so the table covers every worker.
         if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
             properties = dict(report.user_properties)
             if properties.get("kernel"):
-                self.rows.append((report.nodeid, report.outcome, properties))
+                from .report import pytest_case
+
+                self.cases.append(pytest_case(report.nodeid, when=report.when, outcome=report.outcome,
+                                              properties=properties, seconds=report.duration))
 
 
 _TABLE = pytest.StashKey[_Table]()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
-    from .table import kernel_table
+    from .report import merge, render_table
 
     table = config.stash.get(_TABLE, None)
-    if table is None or not table.rows:
+    if table is None or not table.cases:
         return
     terminalreporter.section("ebpf-lab: kernels x tests")
-    for line in kernel_table(table.rows):
+    for line in render_table(merge(table.cases), verdicts=False).splitlines():
         terminalreporter.write_line(line)
 
 
