@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -82,6 +84,21 @@ def test_lab_check_prints_clang_error_and_hint(kernel) -> None:  # type: ignore[
     assert "use of undeclared identifier 'exec'" in done.stdout
     assert f"hint: {get_lab('count').hint_for('compile')}" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
+
+
+@pytest.mark.guest
+def test_lab_check_takes_a_program_whose_path_has_spaces(kernel) -> None:  # type: ignore[no-untyped-def]
+    """A student's program where a student keeps it, spaces and all: a guest on the host's root runs it in place."""
+    _only_on_default(kernel)
+    # Under the repository, not /tmp: the guest's /tmp is an overlay of its own.
+    with tempfile.TemporaryDirectory(dir=Path(__file__).parent, prefix=".programs-") as base:
+        program = Path(base) / "dir with space" / "my hello.py"
+        program.parent.mkdir()
+        shutil.copy(get_lab("hello").program, program)
+        argv = [sys.executable, "-m", "lab.cli", "check", "hello", str(program), "--kernel", kernel.id]
+        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=900, env=dict(os.environ))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{kernel.id}: PASS hello" in done.stdout
 
 
 def test_closing_a_tracer_interrupts_it_so_it_cleans_up(vm) -> None:  # type: ignore[no-untyped-def]
