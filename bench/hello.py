@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lab import catalog, labs, prepared, session  # noqa: E402
 from lab.errors import GuestError, LabError  # noqa: E402
+from lab.timeouts import timeouts_for  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TUTORIAL = HERE.parent / "lab" / "labs" / "hello" / "program.py"
@@ -49,7 +50,7 @@ class Row:
 
 
 def measure_lab(kernel: session.Kernel, accel) -> dict:  # type: ignore[no-untyped-def]
-    timeouts = session.timeouts_for(kvm=accel.kvm, foreign=session.is_foreign(kernel.spec))
+    timeouts = timeouts_for(kvm=accel.kvm, foreign=kernel.spec.foreign)
     # What ebpf-lab caches per kernel (like the kernel's download) is prepared before the clock starts.
     config = session.vm_config(kernel, accel=accel)
     if prepared.enabled(config):
@@ -60,7 +61,7 @@ def measure_lab(kernel: session.Kernel, accel) -> dict:  # type: ignore[no-untyp
     guest = session.new_guest(kernel, accel=accel, timeouts=timeouts)
     with guest:  # boots
         result = labs.run_lab(guest, labs.get_lab("hello"), program=HERE / "hello_timed.py",
-                              attach_timeout=timeouts.attach, keep_guest=False)  # as 'lab run' does
+                              keep_guest=False)  # as 'lab run' does
     total = time.monotonic() - started
     timing = dict(re.findall(r"(import|compile|attach)=([\d.]+)", result.output))
     return {"boot": guest.boot_seconds or 0.0, "bcc_import": float(timing.get("import", 0)),
@@ -80,7 +81,7 @@ def measure_baseline(kernel: session.Kernel, accel, *, timeout: float = 900.0) -
         program = Path("/run/hello") / TUTORIAL.name
         argv = ["vng", "--run", str(kernel.rootfs.kernel_image), "-m", "2G", "--root-disk", str(kernel.rootfs.disk),
                 "--root-fstype", "ext4", "--busybox", str(kernel.rootfs.busybox), f"--rodir=/run/hello={TUTORIAL.parent}"]
-        if session.is_foreign(kernel.spec):
+        if kernel.spec.foreign:
             argv += ["--arch", kernel.spec.arch.vng]
     # The output also goes to a host directory, so the benchmark knows the run did what it timed
     # (vng's own output channel needs udevd on the host; a failed boot would look fast).

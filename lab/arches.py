@@ -24,6 +24,11 @@ class Arch:
     #: QEMU ``-cpu`` when emulated on another architecture (empty: virtme-ng's choice).
     emulated_cpu: str = ""
 
+    @property
+    def foreign(self) -> bool:
+        """Not the host's architecture: a guest of it is emulated instruction by instruction (TCG)."""
+        return self.debian != host_arch().debian
+
 
 ARCHES: dict[str, Arch] = {
     a.debian: a
@@ -49,6 +54,7 @@ def get_arch(name: str) -> Arch:
 
 
 def host_arch() -> Arch:
+    """The architecture of the machine ebpf-lab runs on."""
     import platform
 
     return get_arch(platform.machine())

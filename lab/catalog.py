@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -59,6 +60,16 @@ class KernelSpec:
     @property
     def series_tuple(self) -> tuple[int, ...]:
         return tuple(int(p) for p in self.series.split("."))
+
+    @property
+    def foreign(self) -> bool:
+        """The kernel is for another architecture than the host's (see :attr:`Arch.foreign`)."""
+        return self.arch.foreign
+
+
+def id_order(kernel_id: str) -> tuple:  # type: ignore[type-arg]
+    """Sort key for kernel ids, numbers compared as numbers: 5.10 before 6.1 before 6.12-amd64."""
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", kernel_id) if p)
 
 
 def _parse(path: Path, data: dict) -> KernelSpec:
@@ -129,7 +140,7 @@ def load_catalog(*, dirs: list[Path] | None = None) -> dict[str, KernelSpec]:
         for path in sorted(directory.glob("*.toml")):
             spec = load_file(path)
             entries[spec.id] = spec
-    return dict(sorted(entries.items(), key=lambda kv: (kv[1].arch.debian != host_arch().debian, kv[1].arch.debian, kv[1].series_tuple)))
+    return dict(sorted(entries.items(), key=lambda kv: (kv[1].foreign, kv[1].arch.debian, kv[1].series_tuple)))
 
 
 def default_kernel_id() -> str:

@@ -6,7 +6,6 @@ import argparse
 import logging
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from . import catalog, feedback, labs, process, session, setup_host, tools
 from .errors import GuestError, HostError, LabError, LabFailure, UsageError
 from .fetch import cached
 from .settings import cache_dir
+from .signals import interrupt_on_sigterm
+from .timeouts import timeouts_for
 
 
 def _say(text: str) -> None:
@@ -41,11 +42,11 @@ def _boot(spec: catalog.KernelSpec, args: argparse.Namespace):  # type: ignore[n
     session.check_host(kernel)
     kernel = session.with_rootfs(kernel, progress=_say)
     accel = session.choose_accel(kernel)
-    timeouts = session.timeouts_for(kvm=accel.kvm, boot=args.boot_timeout, command=args.command_timeout,
-                                    foreign=session.is_foreign(spec))
+    timeouts = timeouts_for(kvm=accel.kvm, foreign=spec.foreign, boot=args.boot_timeout,
+                            command=args.command_timeout)
     guest = session.new_guest(kernel, accel=accel, timeouts=timeouts, append=_kernel_args(args))
     _say(f"booting {kernel.id} ({kernel.release}) under {accel.name.upper()}; console log: {guest.log_path}")
-    return kernel, timeouts, guest
+    return kernel, guest
 
 
 def _kernel_args(args: argparse.Namespace) -> tuple[str, ...]:
@@ -79,14 +80,13 @@ def _run_or_check(args: argparse.Namespace, *, lab: labs.Lab, program: Path | No
         if lab.kernel and not kernel_matches(spec.series, lab.kernel):
             print(f"{spec.id}: SKIP (lab {lab.name} needs kernel {lab.kernel})")
             continue
-        kernel, timeouts, guest = _boot(spec, args)
+        kernel, guest = _boot(spec, args)
         started = time.monotonic()
         try:
             with guest:
                 _say(f"{kernel.id}: booted in {guest.boot_seconds:.1f}s; running {program or lab.program.name}")
                 live = (lambda text: print(text, end="", flush=True)) if program is None else None
-                result = labs.run_lab(guest, lab, program=program, attach_timeout=timeouts.attach, on_output=live,
-                                      keep_guest=False)
+                result = labs.run_lab(guest, lab, program=program, on_output=live, keep_guest=False)
         except LabFailure as failure:
             failures += 1
             print("\n".join(feedback.failure_lines(failure, kernel_id=spec.id, show_output=program is not None)),
@@ -214,7 +214,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     specs = catalog.select(catalog.load_catalog(), kernels=args.kernel, arches=args.arch)
     if args.shards is not None and args.shards < 1:
         raise UsageError(f"--shards {args.shards}: need at least 1", hint="e.g. --shards 4")
-    entries = ci_matrix(specs, shards=args.shards, native=catalog.host_arch().debian)
+    entries = ci_matrix(specs, shards=args.shards)
     if args.shards and args.shards > len(entries):
         _say(f"only {len(entries)} kernels selected; using {len(entries)} shards instead of {args.shards}")
     if args.format == "json":
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     # SIGTERM behaves like Ctrl-C, so every guest is shut down on the way out.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    interrupt_on_sigterm(replace_others=True)
     try:
         return args.func(args)
     except LabError as error:

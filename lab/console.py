@@ -67,16 +67,30 @@ def parse_poll(text: str, *, nonce: str) -> tuple[str, int, int | None]:
     return head, size, status
 
 
+#: clang's error diagnostic as BCC prints it, before Python's traceback: ``/virtual/main.c:6:5: error: …``.
+_COMPILE_ERROR = re.compile(r":\d+:\d+: (fatal )?error:")
+
+
+def is_compile_error(line: str) -> bool:
+    """Whether *line* is clang's error diagnostic (not a warning or a note)."""
+    return _COMPILE_ERROR.search(line) is not None
+
+
+def compile_error(output: str) -> str | None:
+    """The first clang error line in a BPF program's *output*, or None when the BPF C code compiled."""
+    return next((line.strip() for line in clean(output).split("\n") if is_compile_error(line)), None)
+
+
 def last_error_line(output: str) -> str:
     """The line of a program's output that best says why it failed.
 
     BCC prints the clang diagnostic (``file:line:col: error: …``) before Python's
     traceback; a student wants the former, else the exception line at the end.
     """
+    diagnostic = compile_error(output)
+    if diagnostic:
+        return diagnostic
     lines = [line.strip() for line in clean(output).split("\n") if line.strip()]
-    for line in lines:
-        if re.search(r":\d+:\d+: (fatal )?error:", line):
-            return line
     for line in reversed(lines):
         if re.match(r"[A-Za-z_.]+(Error|Exception)\b", line) or line.startswith(("Exception:", "error:")):
             return line

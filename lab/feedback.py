@@ -10,8 +10,6 @@ import re
 from . import console
 from .errors import LabFailure
 
-_DIAGNOSTIC = re.compile(r":\d+:\d+: (fatal )?(error|warning):")
-
 
 def program_excerpt(output: str, *, lines: int = 15) -> str:
     """The part of a program's *output* that says what went wrong.
@@ -20,7 +18,7 @@ def program_excerpt(output: str, *, lines: int = 15) -> str:
     prints before a long Python traceback that would otherwise fill the tail; else the last lines.
     """
     kept = [line.rstrip() for line in console.clean(output).split("\n") if line.strip()]
-    first = next((i for i, line in enumerate(kept) if _DIAGNOSTIC.search(line) and "error" in line), None)
+    first = next((i for i, line in enumerate(kept) if console.is_compile_error(line)), None)
     if first is None:
         return "\n".join(kept[-lines:])
     block: list[str] = []

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pexpect
 
-from . import console, tools
+from . import console, guest_shell, tools
 from .errors import BootTimeout, CommandTimeout, GuestError, GuestExited, GuestPanic
+from .timeouts import Timeouts, timeouts_for
 from .vm import VMConfig, check_files, guest_path, vng_binary, vng_command
 
 log = logging.getLogger(__name__)
@@ -52,16 +53,16 @@ class Result:
 class Guest:
     """One throw-away VM. Use as a context manager, or call :meth:`close`.
 
-    ``boot_timeout`` and ``command_timeout`` are seconds; each failure carries the
-    last console lines and the path of the full transcript (``log_path``).
+    ``timeouts`` (default: the policy's for ``config``) say how long each wait may take;
+    labs and tests read them too. Each failure carries the last console lines and the path
+    of the full transcript (``log_path``).
     """
 
-    def __init__(self, *, config: VMConfig, log_path: Path, boot_timeout: float = 180.0,
-                 command_timeout: float = 120.0, label: str = "") -> None:
+    def __init__(self, *, config: VMConfig, log_path: Path, timeouts: Timeouts | None = None,
+                 label: str = "") -> None:
         self.config = config
         self.log_path = log_path
-        self.boot_timeout = boot_timeout
-        self.command_timeout = command_timeout
+        self.timeouts = timeouts or timeouts_for(kvm=config.kvm, foreign=config.arch.foreign)
         self.label = label or config.image.name
         self.nonce = "L" + secrets.token_hex(8)
         self.boot_seconds: float | None = None
@@ -71,6 +72,16 @@ class Guest:
         self._spawn_count = 0
         #: Labs run in this guest (LabResult), newest last: the plugin reports their times.
         self.lab_results: list = []
+
+    @property
+    def boot_timeout(self) -> float:
+        """Seconds the boot may take: ``timeouts.boot``."""
+        return self.timeouts.boot
+
+    @property
+    def command_timeout(self) -> float:
+        """Seconds a command may take unless given its own: ``timeouts.command``."""
+        return self.timeouts.command
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -163,17 +174,7 @@ class Guest:
         """Start *command* in the background of the guest and return a handle to it."""
         self._spawn_count += 1
         out = f"/tmp/.ebpf-lab-{self.nonce}-{self._spawn_count}"
-        # The interactive shell puts a background job in its own process group, so setsid
-        # forks and `$!` would name the short-lived parent: the script writes its own pid
-        # (the new session's and process group's id, which close() signals). The subshell
-        # keeps the job out of the shell's job table, whose "Done" notices would otherwise
-        # land in the next command's output. A shell without job control starts background
-        # jobs with SIGINT ignored, and Python then never raises KeyboardInterrupt, so a
-        # tracer could not clean up on close(): env (coreutils 8.31+) restores the default.
-        script = f"echo $$ > {out}.pid\n{command}\necho $? > {out}.rc"
-        launch = (f"( setsid env --default-signal=INT bash -c {shlex.quote(script)} > {out} 2>&1 < /dev/null & );"
-                  f" for i in $(seq 300); do [ -s {out}.pid ] && break; sleep 0.1; done; cat {out}.pid")
-        result = self.run(launch, timeout=60)
+        result = self.run(guest_shell.spawn(command, out=out), timeout=60)
         pid = int(result.output.strip().splitlines()[-1])
         return Process(guest=self, command=command, pid=pid, out=out, on_output=on_output)
 
@@ -278,14 +279,7 @@ class Process:
 
     def poll(self) -> int | None:
         """Fetch new output; return the exit status once the process has ended."""
-        f = self._out
-        answer = self.guest.run(
-            # The status first: once it exists the process has written all its output, so the
-            # size read after it is final (read the other way round, the last lines could be lost).
-            f"r=$(cat {f}.rc 2>/dev/null); s=$(stat -c %s {f}); tail -c +{self._size + 1} {f} | head -c $((s-{self._size}));"
-            f" printf '\\n%s:%s:%s\\n' {self.guest.nonce} \"$s\" \"$r\"",
-            timeout=60,
-        )
+        answer = self.guest.run(guest_shell.poll(out=self._out, size=self._size, nonce=self.guest.nonce), timeout=60)
         new, size, status = console.parse_poll(answer.output, nonce=self.guest.nonce)
         if new:
             self._output += new
@@ -332,9 +326,7 @@ class Process:
         if not self.guest.alive:
             return
         if self.returncode is None:
-            self.guest.run(f"kill -INT -- -{self.pid} 2>/dev/null; for i in 1 2 3 4 5 6 7 8 9 10; do"
-                           f" kill -0 -- -{self.pid} 2>/dev/null || break; sleep 0.3; done;"
-                           f" kill -KILL -- -{self.pid} 2>/dev/null; true", timeout=30)
+            self.guest.run(guest_shell.stop(self.pid), timeout=30)
         # What it prints while being stopped (Python's KeyboardInterrupt traceback) is kept in
         # .output but not streamed: a live view should end with the trace, not with a traceback.
         self._on_output = None

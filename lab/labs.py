@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import console
+from . import console, guest_shell
 from .errors import CatalogError, CommandTimeout, LabFailure, UsageError
 from .guest import Guest, OutputSink, ProcessEnded
 from .resources import package_dir
@@ -149,9 +149,12 @@ class LabResult:
 
 
 def run_lab(guest: Guest, lab: Lab, *, program: Path | None = None, python: str = "/usr/bin/python3",
-            attach_timeout: float = 180.0, on_output: OutputSink | None = None,
+            attach_timeout: float | None = None, on_output: OutputSink | None = None,
             keep_guest: bool = True) -> LabResult:
     """Run *program* (default: the lab's reference) in *guest*, trigger, and check the output.
+
+    The waits are the guest's: *attach_timeout* defaults to ``guest.timeouts.attach``, and the
+    lab's ``expect_timeout`` is multiplied by ``guest.timeouts.expect_scale``.
 
     Raises LabFailure with the program's own error and the lab's hint when it fails. With
     *keep_guest* false the caller stops the guest next, so a passing program is left
@@ -162,17 +165,17 @@ def run_lab(guest: Guest, lab: Lab, *, program: Path | None = None, python: str 
     for command in lab.setup:
         guest.run(command, check=True)
     # A root-disk guest sees the lab directory through a share, and gets a copy of a program it cannot see.
-    guest.run(f"cd {guest.guest_path(lab.directory) or '/tmp'}")
+    guest.run(f"cd {shlex.quote(guest.guest_path(lab.directory) or '/tmp')}")
     # No `exec`: the spawn script's `echo $? > rc` after the command must run, or a program
     # that dies (a compile error) is only noticed when the attach timeout runs out.
-    process = guest.spawn(f"{python} {guest.visible_path(program)}", on_output=on_output)
+    process = guest.spawn(shlex.join([python, guest.visible_path(program)]), on_output=on_output)
     try:
-        _wait_ready(guest, lab, process, timeout=attach_timeout)
+        _wait_ready(guest, lab, process, timeout=attach_timeout or guest.timeouts.attach)
         attached = time.monotonic()
         for command in lab.trigger:
             guest.run(command, timeout=60)
         try:
-            match = process.expect(lab.expect, timeout=lab.expect_timeout * guest_scale(guest))
+            match = process.expect(lab.expect, timeout=lab.expect_timeout * guest.timeouts.expect_scale)
         except ProcessEnded as exc:
             output = exc.process.output
             kind, what = _exit_kind(output, returncode=exc.process.returncode)
@@ -203,15 +206,11 @@ def run_lab(guest: Guest, lab: Lab, *, program: Path | None = None, python: str 
     return result
 
 
-def guest_scale(guest: Guest) -> float:
-    return 1.0 if guest.config.kvm else 2.0
-
-
 def _wait_ready(guest: Guest, lab: Lab, process, *, timeout: float) -> None:  # type: ignore[no-untyped-def]
     # The guest waits for itself, in one console command: polling from the host cost two
     # console round trips and a few processes per check, and under TCG that slowed the very
     # compile it was waiting for (a hello lab spent 4 s more with 1 s polls).
-    answer = guest.run(ready_loop(lab.ready, status_file=process.status_file, timeout=timeout),
+    answer = guest.run(guest_shell.ready_loop(lab.ready, status_file=process.status_file, timeout=timeout),
                        timeout=timeout + 60).output.strip().splitlines()
     verdict = answer[-1] if answer else ""
     if verdict == "ready":
@@ -224,37 +223,9 @@ def _wait_ready(guest: Guest, lab: Lab, process, *, timeout: float) -> None:  # 
                    process.output)
 
 
-def ready_loop(ready: str, *, status_file: str, timeout: float, interval: float = 0.5) -> str:
-    """A guest shell loop that prints ``ready`` once *ready* succeeds, ``ended`` if the
-    program's *status_file* appears first, ``late`` after *timeout* seconds. Pure.
-
-    It shares an emulated guest's one vCPU with the compile it waits for, so it forks
-    nothing it can avoid: a ``grep`` cost 80-100 ms there and a ``sleep`` 40-70 ms, some 30%
-    of the CPU at two checks a second. It waits with ``read -t`` on a FIFO nobody writes
-    (``sleep`` only if that fails), and a ``grep -q WORD FILE`` check is done by bash itself.
-    """
-    check = _builtin_grep(ready) or f"{{ {ready}; }} >/dev/null 2>&1"
-    fifo = shlex.quote(f"{status_file}.wait")
-    return (f"mkfifo {fifo} 2>/dev/null; exec 8<>{fifo}; ebpflab_end=$((SECONDS+{int(timeout + 0.999)})); while :; do"
-            f" if {check}; then echo ready; break; fi;"
-            f" if [ -e {status_file} ]; then echo ended; break; fi;"
-            f" if [ $SECONDS -ge $ebpflab_end ]; then echo late; break; fi;"
-            f" read -t {interval} -u 8 2>/dev/null; [ $? -gt 128 ] || sleep {interval}; done; exec 8<&-; rm -f {fifo}")
-
-
-def _builtin_grep(ready: str) -> str | None:
-    """``grep -q 'WORD' FILE`` (a literal word) as a bash loop that forks nothing; else None."""
-    match = re.fullmatch(r"grep -q '?([A-Za-z0-9_]+)'? (/[A-Za-z0-9_./-]+)", ready.strip())
-    if not match:
-        return None
-    word, path = match.groups()
-    return ("{ ebpflab_hit=; while IFS= read -r ebpflab_line; do"
-            f" [[ $ebpflab_line == *{word}* ]] && {{ ebpflab_hit=1; break; }}; done < {path}; [ -n \"$ebpflab_hit\" ]; }} 2>/dev/null")
-
-
 def _exit_kind(output: str, *, returncode: int | None) -> tuple[str, str]:
     """Why a program ended on its own: (failure kind, what to tell the student)."""
-    if re.search(r":\d+:\d+: (fatal )?error:", output):
+    if console.compile_error(output):
         return "compile", "the BPF program does not compile"
     # BCC's words when the verifier or the kernel refuses the program, or the probe's target is wrong.
     if re.search(r"[Ff]ailed to attach|cannot attach|Failed to load|[Ff]ailed to open|bpf: .*(Invalid argument|Permission denied)", output):

@@ -24,6 +24,8 @@ from . import shard as shard_mod
 from .errors import BootTimeout, HostError, LabError
 from .guest import Guest
 from .markers import kernel_matches
+from .signals import interrupt_on_sigterm
+from .timeouts import timeouts_for
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +145,8 @@ def _new_state(config: pytest.Config) -> _State:
                                userland=_option(config, "lab_userland", "lab_userland"))
     except LabError as error:
         raise pytest.UsageError(str(error)) from None
-    _stop_on_sigterm()
+    # SIGTERM ends the session like Ctrl-C, so pytest_sessionfinish stops every guest.
+    interrupt_on_sigterm()
     shard, specs = _apply_shard(config, specs)
     boot = _option(config, "boot_timeout", "lab_boot_timeout")
     command = _option(config, "command_timeout", "lab_command_timeout")
@@ -167,29 +170,7 @@ def _apply_shard(config: pytest.Config, specs: list[catalog.KernelSpec]) -> tupl
         shard = shard_mod.parse_shard(text)
     except LabError as error:
         raise pytest.UsageError(str(error)) from None
-    native = catalog.host_arch().debian
-    costs = {s.id: 1.0 if s.arch.debian == native else shard_mod.FOREIGN_ARCH_COST for s in specs}
-    return shard, shard_mod.select(specs, shard=shard, key=lambda s: s.id, costs=costs)
-
-
-def _stop_on_sigterm() -> None:
-    """Make SIGTERM end the session like Ctrl-C, so pytest_sessionfinish stops every guest.
-
-    By default SIGTERM kills pytest outright; QEMU would then only go away through the
-    pty hang-up. Left alone when someone else (pytest-timeout, xdist) installed a handler.
-    """
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, interrupt)
+    return shard, shard_mod.select(specs, shard=shard, key=lambda s: s.id, costs=shard_mod.kernel_costs(specs))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -201,7 +182,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
     lines = [f"ebpf-lab kernels: {', '.join(s.id for s in state.specs) or 'none'}"
              + (f" (shard {state.shard})" if state.shard else "")]
-    native = next((s for s in state.specs if s.arch.debian == catalog.host_arch().debian), None)
+    native = next((s for s in state.specs if not s.foreign), None)
     files = cached(native) if native else None
     verdict = accel_mod.detect(probe_image=files.image if files else None)
     lines.append(f"ebpf-lab accelerator: {verdict.name.upper()} ({verdict.reason})")
@@ -314,8 +295,8 @@ def vm(request: pytest.FixtureRequest, _lab_guest_slot: session.Kernel) -> Guest
         try:
             verdict = state.accel.get(kernel.id) or session.choose_accel(kernel)
             state.accel[kernel.id] = verdict
-            timeouts = session.timeouts_for(kvm=verdict.kvm, boot=state.boot_timeout, command=state.command_timeout,
-                                            foreign=session.is_foreign(kernel.spec))
+            timeouts = timeouts_for(kvm=verdict.kvm, foreign=kernel.spec.foreign, boot=state.boot_timeout,
+                                    command=state.command_timeout)
             guest = session.new_guest(kernel, accel=verdict, timeouts=timeouts, append=state.kernel_args)
             guest.boot()
         except LabError as error:
@@ -397,27 +378,30 @@ class _Table:
     in-process pytester run stay out of the table of the session that started it."""
 
     def __init__(self) -> None:
-        self.rows: list[tuple[str, str, dict]] = []
+        self.cases: list = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         # Runs in the controller too under xdist, so the table covers every worker.
         if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
             properties = dict(report.user_properties)
             if properties.get("kernel"):
-                self.rows.append((report.nodeid, report.outcome, properties))
+                from .report import pytest_case
+
+                self.cases.append(pytest_case(report.nodeid, when=report.when, outcome=report.outcome,
+                                              properties=properties, seconds=report.duration))
 
 
 _TABLE = pytest.StashKey[_Table]()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
-    from .table import kernel_table
+    from .report import merge, render_table
 
     table = config.stash.get(_TABLE, None)
-    if table is None or not table.rows:
+    if table is None or not table.cases:
         return
     terminalreporter.section("ebpf-lab: kernels x tests")
-    for line in kernel_table(table.rows):
+    for line in render_table(merge(table.cases), verdicts=False).splitlines():
         terminalreporter.write_line(line)
 
 

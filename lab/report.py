@@ -1,4 +1,5 @@
-"""``lab report``: JUnit XML files of one or more CI shards -> one kernel × test matrix.
+"""The kernel × test matrix: from JUnit XML files of CI shards (``lab report``) or from a running
+pytest session's reports (the plugin's terminal summary).
 
 Pure functions: parse pytest's JUnit XML, merge shards, render a terminal table and a
 single self-contained HTML page (inline CSS, inline SVG, no scripts or fonts fetched
@@ -15,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .catalog import id_order
 from .errors import UsageError
 
 #: Column used for tests that boot no kernel (they ran on the CI host itself).
@@ -158,11 +160,6 @@ def parse_junit(text: str, *, source: str = "", known_kernels: Iterable[str] = (
 
 def _case(element: ET.Element, *, source: str, known: list[str]) -> Case:
     properties = {p.get("name", ""): p.get("value", "") for p in element.iter("property")}
-    name = element.get("name", "")
-    recorded = properties.get("kernel") or None
-    base, from_name = split_name(name, known_kernels=[recorded] if recorded else known)
-    kernel = recorded or from_name or HOST
-    test = f"{element.get('classname', '')}::{base}" if element.get("classname") else base
     outcome, message, details = "pass", "", ""
     # pytest writes <failure> for a failing call and <error> for a broken setup/teardown;
     # a failing test whose teardown also broke carries both, and the failure is the news.
@@ -172,8 +169,35 @@ def _case(element: ET.Element, *, source: str, known: list[str]) -> Case:
             outcome, message, details = kind, found.get("message", ""), (found.text or "").strip()
     if outcome == "skip" and not message:
         message = details
-    return Case(test=test, kernel=kernel, outcome=outcome, message=message.strip(), details=details,
-                seconds=_number(element.get("time")), properties=properties, source=source)
+    return _new_case(classname=element.get("classname", ""), name=element.get("name", ""), properties=properties,
+                     known=known, outcome=outcome, message=message.strip(), details=details,
+                     seconds=_number(element.get("time")), source=source)
+
+
+def _new_case(*, classname: str, name: str, properties: dict[str, str], known: Iterable[str], **fields) -> Case:  # type: ignore[no-untyped-def]
+    """The kernel from the ``kernel`` property when the plugin recorded it, else from the ``[id]`` in the name."""
+    recorded = properties.get("kernel") or None
+    base, from_name = split_name(name, known_kernels=[recorded] if recorded else known)
+    return Case(test=f"{classname}::{base}" if classname else base, kernel=recorded or from_name or HOST,
+                properties=properties, **fields)
+
+
+#: pytest's outcome of a test's call -> ours (a failing setup or teardown is an error, as in JUnit XML).
+_PYTEST_OUTCOMES = {"passed": "pass", "failed": "fail", "skipped": "skip"}
+
+
+def pytest_case(nodeid: str, *, when: str, outcome: str, properties: dict[str, object], seconds: float = 0.0) -> Case:
+    """One phase's report of a running pytest session as the Case its JUnit XML would give.
+
+    The node id is named as pytest's junitxml names it: ``tests/test_x.py::TestY::test_z[p]``
+    is class ``tests.test_x.TestY``, test ``test_z[p]``.
+    """
+    path, bracket, params = nodeid.partition("[")
+    names = path.split("::")
+    names[0] = re.sub(r"\.py$", "", names[0].replace("/", "."))
+    kind = "error" if when != "call" and outcome == "failed" else _PYTEST_OUTCOMES.get(outcome, outcome)
+    return _new_case(classname=".".join(names[:-1]), name=names[-1] + bracket + params, known=(),
+                     properties={k: str(v) for k, v in properties.items()}, outcome=kind, seconds=seconds)
 
 
 def merge(cases: Iterable[Case], *, kernel_order: Sequence[str] = ()) -> Matrix:
@@ -193,7 +217,7 @@ def merge(cases: Iterable[Case], *, kernel_order: Sequence[str] = ()) -> Matrix:
         cells[key] = case
     seen = {kernel for _, kernel in cells}
     ordered = [k for k in kernel_order if k in seen]
-    ordered += sorted((k for k in seen if k not in ordered and k != HOST), key=_natural)
+    ordered += sorted((k for k in seen if k not in ordered and k != HOST), key=id_order)
     if HOST in seen and HOST not in ordered:
         ordered.append(HOST)
     return Matrix(kernels=ordered, tests=sorted(tests), cells=cells, duplicates=duplicates)
@@ -212,15 +236,15 @@ def load(paths: Sequence[Path], *, known_kernels: Iterable[str] = ()) -> Matrix:
     return merge(cases, kernel_order=known)
 
 
-def _natural(text: str) -> tuple:
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", text) if p)
-
-
 # --- terminal ---------------------------------------------------------------------------------
 
 
-def render_table(matrix: Matrix) -> str:
-    """The matrix for a terminal: one row per test, one column per kernel, then failures and time."""
+def render_table(matrix: Matrix, *, verdicts: bool = True) -> str:
+    """The matrix for a terminal: one row per test, one column per kernel, then failures and time.
+
+    Without *verdicts* (the counts and each failure's first line) for pytest's terminal summary,
+    where pytest has printed those already.
+    """
     names = [_short(t) for t in matrix.tests]
     width = max([len("test"), *map(len, names)])
     columns = [max(len(k), 5) for k in matrix.kernels]
@@ -229,13 +253,9 @@ def render_table(matrix: Matrix) -> str:
         cells = [LABELS[c.outcome if (c := matrix.cell(test, k)) else None].ljust(w)
                  for k, w in zip(matrix.kernels, columns)]
         lines.append("  ".join([name.ljust(width), *cells]).rstrip())
-    counts = matrix.counts()
-    lines.append("")
-    lines.append(summary_line(counts))
-    problems = [c for t in matrix.tests for k in matrix.kernels
-                if (c := matrix.cell(t, k)) and c.outcome in ("fail", "error")]
-    for case in problems:
-        lines.append(f"{LABELS[case.outcome]} {_short(case.test)} on {case.kernel}: {_first_line(case.message or case.details)}")
+    if verdicts:
+        lines.append("")
+        lines += _verdict_lines(matrix)
     times = matrix.time_per_kernel()
     if times:
         lines.append("")
@@ -246,6 +266,14 @@ def render_table(matrix: Matrix) -> str:
     for duplicate in matrix.duplicates:
         lines.append(f"warning: reported twice (overlapping shards?): {duplicate}")
     return "\n".join(lines) + "\n"
+
+
+def _verdict_lines(matrix: Matrix) -> list[str]:
+    problems = [c for t in matrix.tests for k in matrix.kernels
+                if (c := matrix.cell(t, k)) and c.outcome in ("fail", "error")]
+    return [summary_line(matrix.counts())] + [
+        f"{LABELS[case.outcome]} {_short(case.test)} on {case.kernel}: {_first_line(case.message or case.details)}"
+        for case in problems]
 
 
 def summary_line(counts: dict[str, int]) -> str:

@@ -1,4 +1,4 @@
-"""From a catalog entry to a booted guest: fetch, pick the accelerator, size timeouts, boot.
+"""From a catalog entry to a booted guest: fetch, pick the accelerator, boot.
 
 The CLI, the pytest plugin and the benchmark all go through here, so they boot
 guests the same way.
@@ -21,16 +21,9 @@ from .catalog import KernelSpec
 from .errors import HostError
 from .fetch import KernelFiles, Progress, fetch
 from .guest import Guest
-from .settings import guest_cpus, logs_dir, timeout_scale
+from .settings import guest_cpus, logs_dir
+from .timeouts import Timeouts
 from .vm import VMConfig, guest_shell, root_disk_shares
-
-#: Timeouts under KVM; TCG multiplies them (emulation is ~10x slower, and CI runs two guests at once).
-BASE_BOOT_TIMEOUT = 60.0
-BASE_COMMAND_TIMEOUT = 60.0
-TCG_FACTOR = 3.0
-#: Extra factor for a guest of another architecture than the host's.
-FOREIGN_FACTOR = 3.0
-
 
 _serial = itertools.count(1)
 
@@ -64,39 +57,10 @@ class Kernel:
         return match.group(1) if match else self.spec.series
 
 
-@dataclass(frozen=True)
-class Timeouts:
-    """Seconds each kind of wait may take."""
-
-    boot: float
-    command: float
-    attach: float
-
-
-def timeouts_for(*, kvm: bool, boot: float | None = None, command: float | None = None,
-                 foreign: bool = False) -> Timeouts:
-    """Timeouts scaled for the accelerator and ``$EBPF_LAB_TIMEOUT_SCALE``; explicit values win.
-
-    A *foreign* guest (arm64 on x86_64) is emulated instruction by instruction, BCC's
-    LLVM included: measured 2-4x slower again than an emulated native guest.
-    """
-    scale = timeout_scale() * (1.0 if kvm else TCG_FACTOR) * (FOREIGN_FACTOR if foreign else 1.0)
-    return Timeouts(
-        boot=boot if boot else BASE_BOOT_TIMEOUT * scale,
-        command=command if command else BASE_COMMAND_TIMEOUT * scale,
-        attach=BASE_COMMAND_TIMEOUT * scale,
-    )
-
-
 def needs_rootfs(spec: KernelSpec) -> bool:
     """A foreign-architecture guest cannot run the host's userland: it boots its own, as does
     any guest asked to (``--userland debian``)."""
-    return spec.own_userland or is_foreign(spec)
-
-
-def is_foreign(spec: KernelSpec) -> bool:
-    """The guest's architecture is not the host's: every instruction is emulated."""
-    return spec.arch.debian != host_arch().debian
+    return spec.own_userland or spec.foreign
 
 
 def prepare(spec: KernelSpec, *, progress: Progress = lambda _: None) -> Kernel:
@@ -118,7 +82,7 @@ def with_rootfs(kernel: Kernel, *, progress: Progress = lambda _: None) -> Kerne
 
 def choose_accel(kernel: Kernel) -> accel_mod.Accel:
     """KVM or TCG for *kernel*: foreign architectures are always emulated."""
-    if kernel.spec.arch.debian != host_arch().debian:
+    if kernel.spec.foreign:
         return accel_mod.Accel("tcg", f"{kernel.spec.arch.name} guest on a {host_arch().name} host is emulated")
     return accel_mod.detect(probe_image=kernel.files.image, qemu=kernel.spec.arch.qemu)
 
@@ -137,8 +101,7 @@ def new_guest(kernel: Kernel, *, accel: accel_mod.Accel, timeouts: Timeouts, app
         stamp = time.strftime("%Y%m%d-%H%M%S")
         log_path = logs_dir() / f"{kernel.id}-{stamp}-{os.getpid()}-{next(_serial)}.log"
     config = vm_config(kernel, accel=accel, append=append, memory=memory)
-    return Guest(config=config, log_path=log_path, boot_timeout=timeouts.boot, command_timeout=timeouts.command,
-                 label=kernel.id)
+    return Guest(config=config, log_path=log_path, timeouts=timeouts, label=kernel.id)
 
 
 def vm_config(kernel: Kernel, *, accel: accel_mod.Accel, append: tuple[str, ...] = (), memory: str = "2G") -> VMConfig:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from .catalog import id_order
 from .errors import UsageError
 
 T = TypeVar("T")
@@ -63,14 +64,14 @@ def split(ids: Iterable[str], *, total: int, costs: Mapping[str, float] | None =
     if total < 1:
         raise UsageError(f"cannot split kernels into {total} shards", hint="N must be at least 1")
     cost = costs or {}
-    ordered = sorted(set(ids), key=lambda kid: (-cost.get(kid, 1.0), _natural(kid)))
+    ordered = sorted(set(ids), key=lambda kid: (-cost.get(kid, 1.0), id_order(kid)))
     shards: list[list[str]] = [[] for _ in range(total)]
     load = [0.0] * total
     for kid in ordered:
         target = min(range(total), key=lambda i: (load[i], len(shards[i]), i))
         shards[target].append(kid)
         load[target] += cost.get(kid, 1.0)
-    return [sorted(s, key=_natural) for s in shards]
+    return [sorted(s, key=id_order) for s in shards]
 
 
 def select(items: Sequence[T], *, shard: Shard, key, costs: Mapping[str, float] | None = None) -> list[T]:  # type: ignore[no-untyped-def]
@@ -79,24 +80,26 @@ def select(items: Sequence[T], *, shard: Shard, key, costs: Mapping[str, float] 
     return [item for item in items if key(item) in mine]
 
 
-def _natural(kernel_id: str) -> tuple:
-    # "6.12-amd64" after "6.1-amd64" and "5.10" before "6.1": compare numbers as numbers.
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", kernel_id) if p)
+def kernel_costs(specs: Iterable) -> dict[str, float]:  # type: ignore[type-arg]
+    """Kernel id -> cost for :func:`split`: a kernel the host must emulate (``spec.foreign``) costs more.
+
+    Every CI job computes this on its own runner, so jobs of one architecture agree on the split.
+    """
+    return {s.id: FOREIGN_ARCH_COST if s.foreign else 1.0 for s in specs}
 
 
-def ci_matrix(specs: Sequence, *, shards: int | None = None, native: str = "") -> list[dict[str, str]]:  # type: ignore[type-arg]
+def ci_matrix(specs: Sequence, *, shards: int | None = None) -> list[dict[str, str]]:  # type: ignore[type-arg]
     """GitHub Actions ``strategy.matrix`` entries: one per shard (default: one per kernel).
 
     Each entry says which ``--shard K/N`` to run and, for the job's name and its
     kernel-cache key, which kernels (``kernel``) and guest architectures (``arch``)
-    that shard boots. ``native`` is the runner's Debian arch, for costing. More
-    shards than kernels would leave jobs with nothing to boot, so N is capped.
+    that shard boots, costed as :func:`kernel_costs` does on the runner. More shards than
+    kernels would leave jobs with nothing to boot, so N is capped.
     """
     total = max(1, min(shards or len(specs), len(specs)))
-    costs = {s.id: 1.0 if not native or s.arch.debian == native else FOREIGN_ARCH_COST for s in specs}
     by_id = {s.id: s for s in specs}
     entries = []
-    for index, ids in enumerate(split(by_id, total=total, costs=costs), start=1):
+    for index, ids in enumerate(split(by_id, total=total, costs=kernel_costs(specs)), start=1):
         arches = sorted({by_id[i].arch.name for i in ids})
         entries.append({"shard": f"{index}/{total}", "kernel": ",".join(ids), "arch": ",".join(arches)})
     return entries

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import tools
-from .arches import Arch, host_arch
+from .arches import Arch
 from .errors import HostError
 from .resources import package_dir
 
@@ -112,7 +112,7 @@ def vng_command(config: VMConfig, *, vng: str = "vng", interactive: bool = False
             "--force-9p"]
     if not interactive:
         argv += ["--shell", config.shell or str(SHELL)]
-    if config.arch.debian != host_arch().debian:
+    if config.arch.foreign:
         argv += ["--arch", config.arch.vng]
     if not config.kvm:
         argv.append("--disable-kvm")
@@ -133,7 +133,7 @@ def vng_command(config: VMConfig, *, vng: str = "vng", interactive: bool = False
     for word in ("loglevel=4", "panic=-1", "cryptomgr.notests", SKIPPED_INITCALLS, *config.append):
         argv += ["--append", word]
     opts: tuple[str, ...] = ("-no-reboot",)
-    if config.arch.emulated_cpu and config.arch.debian != host_arch().debian:
+    if config.arch.emulated_cpu and config.arch.foreign:
         # QEMU takes the last -cpu: this one, after virtme-ng's.
         opts += ("-cpu", config.arch.emulated_cpu)
     # The '=' form: a value that starts with '-' would otherwise be taken for an option of vng.

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import catalog, fetch, session
+from lab import catalog, fetch
 from lab.apt import parse_sha256s, parse_update_errors
 from lab.arches import host_arch
 from lab.errors import HostError
@@ -138,17 +138,7 @@ def test_apt_update_errors_are_parsed():
     assert parse_sha256s(show) == {"a": "1" * 64, "b": "2" * 64}
 
 
-# -- timeouts and the guest command line --------------------------------------------------------
-
-
-def test_timeouts_scale_under_tcg(monkeypatch):
-    monkeypatch.delenv("EBPF_LAB_TIMEOUT_SCALE", raising=False)
-    kvm, tcg = session.timeouts_for(kvm=True), session.timeouts_for(kvm=False)
-    assert tcg.boot == kvm.boot * session.TCG_FACTOR and tcg.command == kvm.command * session.TCG_FACTOR
-    monkeypatch.setenv("EBPF_LAB_TIMEOUT_SCALE", "2")
-    assert session.timeouts_for(kvm=False).boot == 2 * tcg.boot
-    # An explicit value (option or ini) is taken as given.
-    assert session.timeouts_for(kvm=False, boot=7, command=9) == session.Timeouts(boot=7, command=9, attach=tcg.attach * 2)
+# -- the guest command line --------------------------------------------------------------------
 
 
 def test_a_panicking_guest_exits_at_once():

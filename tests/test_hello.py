@@ -6,7 +6,7 @@ from lab.labs import get_lab, run_lab
 
 
 def test_hello_lab_traces_execve(vm, kernel):
-    result = run_lab(vm, get_lab("hello"), attach_timeout=vm.command_timeout * 3)
+    result = run_lab(vm, get_lab("hello"))
     assert "Hello World!" in result.matched
     assert "bpf_trace_printk" in result.output
 

@@ -70,7 +70,7 @@ def test_bpf_syntax_error_is_reported_with_the_compiler_line(vm, program_dir):
     program = program_dir / "syntax_error.py"
     program.write_text((get_lab("hello").program.read_text()).replace('return 0;', 'return 0'))
     with pytest.raises(LabFailure) as failure:
-        run_lab(vm, get_lab("hello"), program=program, attach_timeout=vm.command_timeout * 3)
+        run_lab(vm, get_lab("hello"), program=program)
     message = str(failure.value)
     assert "the BPF program does not compile" in message
     assert "error: expected ';'" in message
@@ -82,7 +82,7 @@ def test_probe_on_a_missing_function_is_reported(vm, program_dir):
     program.write_text(get_lab("hello").program.read_text().replace(
         "event=syscall", 'event="ebpf_lab_no_such_function"'))
     with pytest.raises(LabFailure) as failure:
-        run_lab(vm, get_lab("hello"), program=program, attach_timeout=vm.command_timeout * 3)
+        run_lab(vm, get_lab("hello"), program=program)
     message = str(failure.value)
     assert "could not be loaded or attached" in message
     assert "ebpf_lab_no_such_function" in message

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lab import catalog, rootfs, session, tools
-from lab.arches import get_arch
+from lab.arches import ARCHES, get_arch, host_arch
 from lab.fetch import KernelFiles
 from lab.vm import (
     GUEST_LAB_DIR,
@@ -181,8 +181,17 @@ def test_root_disk_guest_command_line(tmp_path):
     assert argv[argv.index("--qemu-opts=-cpu") + 1] == "--qemu-opts=max,pauth=off,sve=off"
 
 
+def test_foreign_means_not_the_hosts_arch():
+    host = host_arch()
+    assert not host.foreign and not get_arch(host.name).foreign
+    assert [a.debian for a in ARCHES.values() if not a.foreign] == [host.debian]
+    specs = catalog.load_catalog().values()
+    assert {s.foreign for s in specs} == {True, False}
+    assert all(s.foreign == (s.arch.debian != host.debian) == s.arch.foreign for s in specs)
+
+
 def test_host_guests_keep_the_host_userland():
-    native = next(s for s in catalog.load_catalog().values() if s.arch.debian == catalog.host_arch().debian)
+    native = next(s for s in catalog.load_catalog().values() if not s.foreign)
     assert not session.needs_rootfs(native)
     assert VMConfig(image=Path("/k"), arch=native.arch, kvm=True).root_disk is None
 
@@ -194,7 +203,7 @@ def test_userland_choice_pairs_native_kernels_with_a_debian_suite():
     assert catalog.with_userland(native, "host") == native
     own = catalog.with_userland(native, "debian")[0]
     assert (own.userland, own.own_userland) == ("trixie", True)
-    assert session.needs_rootfs(own) and not session.is_foreign(own)
+    assert session.needs_rootfs(own) and not own.foreign
     assert catalog.with_userland(native, "debian:bookworm")[0].userland == "bookworm"
     # A foreign kernel boots a Debian userland whatever --userland says; a suite named for it is used.
     arm = catalog.select(entries, kernels="6.1-arm64")

@@ -42,6 +42,11 @@ def test_split_is_deterministic_whatever_the_input_order():
     assert expected[0] == ["5.10-amd64", "6.6-amd64", "7.3-amd64"]
 
 
+def test_kernel_ids_sort_with_numbers_as_numbers():
+    ids = ["6.12-amd64", "7.3-amd64", "6.1-arm64", "5.10-amd64", "6.1-amd64"]
+    assert sorted(ids, key=catalog.id_order) == ["5.10-amd64", "6.1-amd64", "6.1-arm64", "6.12-amd64", "7.3-amd64"]
+
+
 def test_split_balances_by_cost():
     costs = {kid: shard.FOREIGN_ARCH_COST if kid.endswith("arm64") else 1.0 for kid in IDS}
     shards = shard.split(IDS, total=4, costs=costs)
@@ -49,6 +54,13 @@ def test_split_balances_by_cost():
     assert sorted(k for s in shards for k in s) == sorted(IDS)
     # Five 4-second arm64 kernels and five 1-second amd64 ones: 25 over 4 shards.
     assert max(loads) <= 8 and min(loads) >= 5, loads
+
+
+def test_kernel_costs_charge_an_emulated_arch_more():
+    specs = list(catalog.load_catalog().values())
+    costs = shard.kernel_costs(specs)
+    assert {costs[s.id] for s in specs if s.foreign} == {shard.FOREIGN_ARCH_COST}
+    assert {costs[s.id] for s in specs if not s.foreign} == {1.0}
 
 
 @pytest.mark.parametrize("text, expected", [("1/4", shard.Shard(1, 4)), (" 4 / 4 ", shard.Shard(4, 4)), ("1/1", shard.Shard(1, 1))])
@@ -64,13 +76,13 @@ def test_parse_shard_rejects_nonsense(text):
 
 def test_ci_matrix_lists_every_kernel_once_in_shards():
     specs = list(catalog.load_catalog().values())
-    entries = shard.ci_matrix(specs, shards=2, native="amd64")
+    entries = shard.ci_matrix(specs, shards=2)
     assert [e["shard"] for e in entries] == ["1/2", "2/2"]
     kernels = [k for e in entries for k in e["kernel"].split(",")]
     assert sorted(kernels) == sorted(s.id for s in specs)
     # One per kernel by default, and never more shards than kernels.
-    assert len(shard.ci_matrix(specs, native="amd64")) == len(specs)
-    assert len(shard.ci_matrix(specs, shards=99, native="amd64")) == len(specs)
+    assert len(shard.ci_matrix(specs)) == len(specs)
+    assert len(shard.ci_matrix(specs, shards=99)) == len(specs)
 
 
 def test_lab_matrix_prints_github_actions_json(capsys):

@@ -10,6 +10,7 @@ import pytest
 
 from lab import catalog, session
 from lab.labs import get_lab, run_lab
+from lab.timeouts import timeouts_for
 
 pytestmark = pytest.mark.guest
 
@@ -19,7 +20,7 @@ def trixie_guest():
     [spec] = catalog.select(catalog.load_catalog(), kernels="6.12-amd64", userland="debian")
     kernel = session.with_rootfs(session.prepare(spec))
     accel = session.choose_accel(kernel)
-    guest = session.new_guest(kernel, accel=accel, timeouts=session.timeouts_for(kvm=accel.kvm))
+    guest = session.new_guest(kernel, accel=accel, timeouts=timeouts_for(kvm=accel.kvm, foreign=spec.foreign))
     with guest:
         yield guest
 
@@ -33,7 +34,7 @@ def test_guest_runs_its_own_suites_userland(trixie_guest):
 
 
 def test_hello_lab_with_the_suites_bcc(trixie_guest):
-    result = run_lab(trixie_guest, get_lab("hello"), attach_timeout=trixie_guest.command_timeout * 3)
+    result = run_lab(trixie_guest, get_lab("hello"))
     assert "Hello World!" in result.matched
 
 
