@@ -23,6 +23,7 @@ from lab import console, session
 from lab.errors import BootTimeout, CommandTimeout, LabFailure
 from lab.fetch import cached, kernel_dir
 from lab.labs import get_lab, run_lab
+from lab.timeouts import Timeouts
 
 LAB_RUN = [sys.executable, "-m", "lab.cli", "run", "hello"]
 
@@ -99,7 +100,7 @@ STALLED_BOOT = ("loglevel=8", "boot_delay=1000")
 def test_boot_that_never_reaches_the_prompt(kernel, tmp_path):
     # The kernel's own messages on the serial console, each a second apart: the guest is stuck
     # as far as we can tell, with console lines to show.
-    timeouts = session.Timeouts(boot=3, command=10, attach=10)
+    timeouts = Timeouts(boot=3, command=10, attach=10)
     guest = session.new_guest(kernel, accel=session.choose_accel(kernel), timeouts=timeouts,
                               append=("console=ttyS0", *STALLED_BOOT), log_path=tmp_path / "console.log")
     os.environ[TAG_ENV] = tag = uuid.uuid4().hex
