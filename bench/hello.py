@@ -24,9 +24,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lab import catalog, labs, prepared, session  # noqa: E402
+from lab.boot import prepared
 from lab.errors import GuestError, LabError  # noqa: E402
-from lab.timeouts import timeouts_for  # noqa: E402
+from lab.guest import kernel as session
+from lab.guest.timeouts import timeouts_for  # noqa: E402
+from lab.kernels import catalog  # noqa: E402
+from lab.labs import runner as labs
 
 HERE = Path(__file__).resolve().parent
 TUTORIAL = HERE.parent / "lab" / "labs" / "hello" / "program.py"

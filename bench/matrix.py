@@ -24,8 +24,9 @@ sys.path.insert(0, str(HERE))
 
 from hello import measure_baseline  # noqa: E402
 
-from lab import catalog, session  # noqa: E402
 from lab.errors import LabError  # noqa: E402
+from lab.guest import kernel as session
+from lab.kernels import catalog  # noqa: E402
 
 
 def main() -> int:

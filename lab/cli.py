@@ -11,12 +11,17 @@ import sys
 import time
 from pathlib import Path
 
-from . import catalog, feedback, labs, process, session, setup_host, tools
-from .errors import GuestError, HostError, LabError, LabFailure, UsageError
-from .fetch import cached
-from .settings import cache_dir
-from .signals import interrupt_on_sigterm
-from .timeouts import timeouts_for
+from lab.errors import GuestError, HostError, LabError, LabFailure, UsageError
+from lab.guest import kernel as session
+from lab.guest.timeouts import timeouts_for
+from lab.host import process, tools
+from lab.host import setup as setup_host
+from lab.host.signals import interrupt_on_sigterm
+from lab.kernels import catalog
+from lab.kernels.fetch import cached
+from lab.labs import feedback
+from lab.labs import runner as labs
+from lab.settings import cache_dir
 
 
 def _say(text: str) -> None:
@@ -75,7 +80,7 @@ def _run_or_check(args: argparse.Namespace, *, lab: labs.Lab, program: Path | No
         _too_many(specs)
     failures = 0
     for spec in specs:
-        from .markers import kernel_matches
+        from lab.labs.constraints import kernel_matches
 
         if lab.kernel and not kernel_matches(spec.series, lab.kernel):
             print(f"{spec.id}: SKIP (lab {lab.name} needs kernel {lab.kernel})")
@@ -106,7 +111,7 @@ def _run_or_check(args: argparse.Namespace, *, lab: labs.Lab, program: Path | No
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
-    from .vm import vng_command
+    from lab.boot.config import vng_command
 
     spec = _select_one(args)
     kernel = session.with_rootfs(session.prepare(spec, progress=_say), progress=_say)
@@ -148,7 +153,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .markers import kernel_matches
+    from lab.labs.constraints import kernel_matches
 
     specs = list(catalog.load_catalog().values())
     for lab in labs.all_labs().values():
@@ -170,7 +175,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     for check in checks:
         print(_check_line(check.ok, check.name, check.detail, check.fix))
     failed = [check for check in checks if not check.ok]
-    from .apt import system_mirror
+    from lab.kernels.apt import system_mirror
 
     try:
         print(_check_line(True, "Debian mirror", system_mirror()))
@@ -179,7 +184,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         failed.append(setup_host.Check("Debian mirror", False, str(exc)))
     spec = catalog.load_catalog().get(catalog.default_kernel_id())
     files = cached(spec) if spec else None
-    from . import accel
+    from lab.boot import accel
 
     verdict = accel.detect(probe_image=files.image if files else None)
     print(_check_line(True, "accelerator", f"{verdict.name.upper()} ({verdict.reason})"))
@@ -209,7 +214,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
 def cmd_matrix(args: argparse.Namespace) -> int:
     import json
 
-    from .shard import ci_matrix
+    from lab.pytest_plugin.shard import ci_matrix
 
     specs = catalog.select(catalog.load_catalog(), kernels=args.kernel, arches=args.arch)
     if args.shards is not None and args.shards < 1:
@@ -226,7 +231,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from . import report
+    from lab.report import report
 
     paths = [Path(p) for p in args.results]
     matrix = report.load(paths, known_kernels=list(catalog.load_catalog()))

@@ -97,5 +97,5 @@ class LabFailure(LabError):
         super().__init__(message, hint=hint)
         #: What the program printed, so a student sees the compiler's own words.
         self.output = output
-        #: Which kind of failure (lab.labs.FAILURE_KINDS), e.g. "compile" or "no_output".
+        #: Which kind of failure (lab.labs.runner.FAILURE_KINDS), e.g. "compile" or "no_output".
         self.kind = kind

@@ -170,7 +170,7 @@ def test_the_readme_shows_the_example_workflow():
 
 def _privileged() -> set[str]:
     """Steps that must not run here: KVM (sudo, udev rules), and apt unless root finds nothing to install."""
-    from lab.setup_host import missing_packages
+    from lab.host.setup import missing_packages
 
     return {"kvm"} | (set() if os.geteuid() == 0 and not missing_packages() else {"apt"})
 
@@ -217,9 +217,9 @@ def test_install_puts_a_non_editable_ebpf_lab_and_vng_on_the_path(installed, tmp
         cwd=tmp_path, capture_output=True, text=True, timeout=60, env={"PATH": os.defpath}, check=True)
     package = Path(found.stdout.strip())
     assert package.is_relative_to(bin_dir.parent), package
-    assert (package / "guest_files" / "switch_root.sh").is_file()
-    assert (package / "host-packages.txt").is_file()
-    # The kernel catalog: in the wheel, or (until it ships there) the checkout's through the job's environment.
+    assert (package / "boot" / "guest_files" / "switch_root.sh").is_file()
+    assert (package / "host" / "host-packages.txt").is_file()
+    # The kernel catalog, from the wheel.
     kernels = subprocess.run([str(bin_dir / "lab"), "kernels"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
                              env={"PATH": os.defpath, "HOME": str(tmp_path), **job.exported}, check=True)
     assert "6.1-amd64" in kernels.stdout, kernels.stdout + kernels.stderr

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from lab import catalog, fetch
-from lab.apt import parse_sha256s, parse_update_errors
-from lab.arches import host_arch
+from lab.boot.config import VMConfig, vng_command
 from lab.errors import HostError
-from lab.guest import Guest
-from lab.vm import VMConfig, vng_command
+from lab.guest.guest import Guest
+from lab.kernels import catalog, fetch
+from lab.kernels.apt import parse_sha256s, parse_update_errors
+from lab.kernels.arches import host_arch
 
 REPO = Path(__file__).resolve().parent.parent
 #: Nothing listens on the discard port: "no network to the mirror" without waiting for a timeout.

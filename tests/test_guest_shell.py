@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import console
-from lab.guest_shell import builtin_grep, poll, ready_loop, spawn, stop
+from lab.guest import console
+from lab.guest.shell import builtin_grep, poll, ready_loop, spawn, stop
 
 NONCE = "Ltest"
 

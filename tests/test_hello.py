@@ -2,7 +2,7 @@
 
 import pytest
 
-from lab.labs import get_lab, run_lab
+from lab.labs.runner import get_lab, run_lab
 
 
 def test_hello_lab_traces_execve(vm, kernel):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from procs import BOOT_WAIT, REPO, TAG_ENV, tagged
 
-from lab import catalog
+from lab.kernels import catalog
 from lab.settings import cache_dir
 
 pytestmark = pytest.mark.guest

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from lab import catalog, prepared, vm
+from lab.boot import config as vm
+from lab.boot import prepared
 from lab.errors import CatalogError, HostError, LabFailure
-from lab.feedback import failure_lines, program_excerpt
-from lab.labs import FAILURE_KINDS, LABS_DIR, all_labs, load_lab
-from lab.markers import kernel_matches
-from lab.resources import package_dir
+from lab.host.resources import package_dir
+from lab.kernels import catalog
+from lab.labs.constraints import kernel_matches
+from lab.labs.feedback import failure_lines, program_excerpt
+from lab.labs.runner import FAILURE_KINDS, LABS_DIR, all_labs, load_lab
 
 DATA = Path(__file__).parent / "data"
 

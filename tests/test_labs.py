@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from lab import catalog
 from lab.errors import LabFailure
-from lab.labs import all_labs, get_lab, run_lab
-from lab.markers import kernel_matches
+from lab.kernels import catalog
+from lab.labs.constraints import kernel_matches
+from lab.labs.runner import all_labs, get_lab, run_lab
 
 STUDENTS = Path(__file__).parent / "data" / "students"
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from lab import apt, catalog, console, kimage, prepared
+from lab.boot import kimage, prepared
 from lab.errors import CatalogError, UsageError
-from lab.fetch import relativize_links
+from lab.guest import console
+from lab.kernels import apt, catalog
+from lab.kernels.fetch import relativize_links
 
 DATA = Path(__file__).parent / "data"
 
@@ -91,7 +93,7 @@ def test_prepared_boot_keeps_virtmes_init_and_passes_our_parameters():
 
 
 def test_switch_root_is_appended_to_the_initramfs_and_replaces_busyboxs_link(tmp_path):
-    from lab import cpio
+    from lab.boot import cpio
 
     initramfs = tmp_path / "initramfs.img"
     # virtme-ng's archive links bin/switch_root to busybox; an odd length checks the padding.

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from lab import catalog
+from lab.kernels import catalog
 
 UNRELATED = """
     def test_unrelated():

@@ -19,11 +19,12 @@ from pathlib import Path
 import pytest
 from procs import BOOT_WAIT, TAG_ENV, assert_nothing_left, wait_for
 
-from lab import console, session
 from lab.errors import BootTimeout, CommandTimeout, LabFailure
-from lab.fetch import cached, kernel_dir
-from lab.labs import get_lab, run_lab
-from lab.timeouts import Timeouts
+from lab.guest import console
+from lab.guest import kernel as session
+from lab.guest.timeouts import Timeouts
+from lab.kernels.fetch import cached, kernel_dir
+from lab.labs.runner import get_lab, run_lab
 
 LAB_RUN = [sys.executable, "-m", "lab.cli", "run", "hello"]
 
@@ -271,7 +272,7 @@ def test_interrupted_and_corrupt_fetches_are_never_used(started, tmp_path):
     assert sorted(p.name for p in dest.parent.iterdir() if not p.name.endswith(".lock")) == ["7.3-amd64"]
     os.environ["EBPF_LAB_CACHE"] = str(cache)
     try:
-        from lab import catalog
+        from lab.kernels import catalog
 
         files = cached(catalog.load_catalog()["7.3-amd64"])
         assert files is not None and files.root == kernel_dir(catalog.load_catalog()["7.3-amd64"])

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import report
 from lab.cli import main
+from lab.report import report
 
 DATA = Path(__file__).parent / "data" / "junit"
 SHARDS = sorted(DATA.glob("shard-*-of-3.xml"))

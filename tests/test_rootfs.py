@@ -11,10 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import catalog, rootfs, session, tools
-from lab.arches import ARCHES, get_arch, host_arch
-from lab.fetch import KernelFiles
-from lab.vm import (
+from lab.boot.config import (
     GUEST_LAB_DIR,
     LAB_PACKAGE,
     SHELL,
@@ -24,6 +21,11 @@ from lab.vm import (
     root_disk_shares,
     vng_command,
 )
+from lab.guest import kernel as session
+from lab.host import tools
+from lab.kernels import catalog, rootfs
+from lab.kernels.arches import ARCHES, get_arch, host_arch
+from lab.kernels.fetch import KernelFiles
 
 ARM64 = get_arch("arm64")
 
@@ -158,7 +160,7 @@ def test_precompile_targets_guest_paths(tmp_path):
 
 def test_guest_paths_through_shares():
     shares = root_disk_shares()
-    assert guest_shell(shares) == f"{GUEST_LAB_DIR}/guest_files/shell.sh"
+    assert guest_shell(shares) == f"{GUEST_LAB_DIR}/boot/guest_files/shell.sh"
     hello = LAB_PACKAGE / "labs" / "hello"
     assert guest_path(hello, root_disk=True, rodirs=shares) == f"{GUEST_LAB_DIR}/labs/hello"
     assert guest_path(Path("/somewhere/else/prog.py"), root_disk=True, rodirs=shares) is None
@@ -175,7 +177,7 @@ def test_root_disk_guest_command_line(tmp_path):
     assert argv[argv.index("--root-disk") + 1] == str(tmp_path / "root.ext4")
     assert argv[argv.index("--root-fstype") + 1] == "ext4"
     assert argv[argv.index("--busybox") + 1] == str(tmp_path / "busybox")
-    assert argv[argv.index("--shell") + 1] == f"{GUEST_LAB_DIR}/guest_files/shell.sh"
+    assert argv[argv.index("--shell") + 1] == f"{GUEST_LAB_DIR}/boot/guest_files/shell.sh"
     assert f"--rodir={GUEST_LAB_DIR}={LAB_PACKAGE}" in argv
     # An emulated arm64 CPU without pointer authentication: QEMU takes the last -cpu given.
     assert argv[argv.index("--qemu-opts=-cpu") + 1] == "--qemu-opts=max,pauth=off,sve=off"
@@ -270,7 +272,7 @@ def test_arch_marker_skips_other_architectures(pytester):
 
 
 def test_python_builder_runs_through_its_own_loader(tmp_path):
-    from lab import pybuilder
+    from lab.kernels import pybuilder
 
     tree = tmp_path / "tree"
     (tree / "usr/lib64").mkdir(parents=True)
@@ -287,8 +289,8 @@ def test_python_builder_runs_through_its_own_loader(tmp_path):
 
 
 def test_rootfs_build_goes_on_without_a_python_to_byte_compile_with(tmp_path, monkeypatch):
-    from lab import pybuilder
     from lab.errors import FetchError
+    from lab.kernels import pybuilder
 
     (tmp_path / "usr/lib/python3.99").mkdir(parents=True)
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from lab import catalog, shard
 from lab.cli import main
 from lab.errors import UsageError
+from lab.kernels import catalog
+from lab.pytest_plugin import shard
 
 pytest_plugins = ["pytester"]
 
@@ -182,7 +183,7 @@ RUN_TESTS = """
 
 def test_four_shards_report_the_same_matrix_as_one_run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
     """The issue's "done when", without VMs: tests that take ``kernel`` but not ``vm`` boot nothing."""
-    from lab import report
+    from lab.report import report
 
     kernels = pytester.mkdir("fake-kernels")
     image = kernels / "vmlinuz"

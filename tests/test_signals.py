@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from lab.signals import interrupt_on_sigterm
+from lab.host.signals import interrupt_on_sigterm
 
 
 @pytest.fixture

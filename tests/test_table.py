@@ -1,6 +1,6 @@
 """The kernel × test table at the end of a pytest run: the reports of the session, rendered as ``lab report`` renders JUnit."""
 
-from lab.report import merge, pytest_case, render_table
+from lab.report.report import merge, pytest_case, render_table
 
 
 def test_test_name_drops_the_kernel_param():

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from lab import timeouts
-from lab.arches import ARCHES, host_arch
-from lab.guest import Guest
-from lab.timeouts import Timeouts, timeouts_for
-from lab.vm import VMConfig
+from lab.boot.config import VMConfig
+from lab.guest import timeouts
+from lab.guest.guest import Guest
+from lab.guest.timeouts import Timeouts, timeouts_for
+from lab.kernels.arches import ARCHES, host_arch
 
 #: case -> (kvm, foreign, timeouts), as they were before the policy was one. attach: what the
 #: tests gave BCC (three command timeouts; the CLI gave one, it now waits as long); expect: TCG doubled.

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from lab import process, setup_host, tools
 from lab.errors import FetchError, HostError, ProcessTimeout
+from lab.host import process, tools
+from lab.host import setup as setup_host
 
 REPO = Path(__file__).resolve().parent.parent
 #: What a user's bare shell has: no venv, no /usr/local/bin.

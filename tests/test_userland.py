@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from lab import catalog, session
-from lab.labs import get_lab, run_lab
-from lab.timeouts import timeouts_for
+from lab.guest import kernel as session
+from lab.guest.timeouts import timeouts_for
+from lab.kernels import catalog
+from lab.labs.runner import get_lab, run_lab
 
 pytestmark = pytest.mark.guest
 
