@@ -11,6 +11,10 @@ def test_test_name_drops_the_kernel_param():
     other = pytest_case("tests/test_a.py::TestB::test_c[6.1-amd64-big]", when="call", outcome="failed",
                         properties={"kernel": "6.1-amd64"})
     assert (other.test, other.outcome) == ("tests.test_a.TestB::test_c[big]", "fail")
+    # Under pytest-xdist's --dist loadgroup the node id ends in "@<group>": not part of the name.
+    grouped = pytest_case("tests/test_hello.py::test_x[6.1-amd64]@6.1-amd64", when="call", outcome="passed",
+                          properties={"kernel": "6.1-amd64"})
+    assert grouped.test == "tests.test_hello::test_x"
     # A failing setup (the boot) is an error, as JUnit XML has it.
     assert pytest_case("t.py::test_d[k]", when="setup", outcome="failed", properties={"kernel": "k"}).outcome == "error"
 

@@ -192,6 +192,8 @@ def pytest_case(nodeid: str, *, when: str, outcome: str, properties: dict[str, o
     The node id is named as pytest's junitxml names it: ``tests/test_x.py::TestY::test_z[p]``
     is class ``tests.test_x.TestY``, test ``test_z[p]``.
     """
+    # pytest-xdist's --dist loadgroup appends "@<group>" to the node id it schedules by.
+    nodeid = re.sub(r"(?<=\])@[^\[\]]*$", "", nodeid)
     path, bracket, params = nodeid.partition("[")
     names = path.split("::")
     names[0] = re.sub(r"\.py$", "", names[0].replace("/", "."))
