@@ -111,21 +111,23 @@ def _run_or_check(args: argparse.Namespace, *, lab: labs.Lab, program: Path | No
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
-    from lab.boot.config import vng_command
+    from lab.boot.prepared import boot_command
+    from lab.guest.guest import die_with_parent
 
     spec = _select_one(args)
     kernel = session.with_rootfs(session.prepare(spec, progress=_say), progress=_say)
-    accel = session.choose_accel(kernel)
     session.check_host(kernel)
-    vng = tools.require("vng", needed_for=f"a shell in {kernel.id}")
-    argv = vng_command(session.vm_config(kernel, accel=accel, append=_kernel_args(args)), vng=vng, interactive=True)
+    accel = session.choose_accel(kernel)
+    # The guest the tests boot, prepared the same way; only its console shell is a person's.
+    argv = boot_command(session.vm_config(kernel, accel=accel, append=_kernel_args(args), interactive=True))
     _say(f"{kernel.id} under {accel.name.upper()}; labs are in {labs.LABS_DIR}; leave with 'exit' or Ctrl-D")
     # Not process.run: the session is the user's, on this terminal, for as long as they like.
+    # QEMU puts the terminal in raw mode, so Ctrl-C reaches the guest; it goes when we go.
     try:
-        return subprocess.call(argv, cwd=labs.LABS_DIR, env=tools.virtme_environ())
+        return subprocess.call(argv, env=tools.virtme_environ(), preexec_fn=die_with_parent)
     except OSError as exc:
-        raise HostError(f"cannot start {vng} for a shell in {kernel.id}: {exc.strerror}",
-                        hint=tools.install_hint("vng")) from None
+        raise HostError(f"cannot start {argv[0]} for a shell in {kernel.id}: {exc.strerror}",
+                        hint=tools.install_hint(Path(argv[0]).name)) from None
 
 
 def cmd_kernels(args: argparse.Namespace) -> int:

@@ -12,6 +12,8 @@ from lab.kernels.arches import Arch
 
 #: The console shell that makes the guest predictable for pexpect.
 SHELL = package_dir("lab.boot", "guest_files") / "shell.sh"
+#: The console shell of ``lab shell``, for a person at the terminal.
+INTERACTIVE_SHELL = SHELL.with_name("interactive.sh")
 #: The lab package directory (console shell, labs), which root-disk guests see at GUEST_LAB_DIR.
 LAB_PACKAGE = package_dir("lab")
 #: Where a root-disk guest finds LAB_PACKAGE: under /run, a tmpfs by the time virtme-ng's
@@ -58,11 +60,12 @@ def root_disk_shares() -> tuple[tuple[str, Path], ...]:
     return ((GUEST_LAB_DIR, LAB_PACKAGE),)
 
 
-def guest_shell(rodirs: tuple[tuple[str, Path], ...]) -> str:
-    """The console shell's path in a guest that has *rodirs*."""
-    path = guest_path(SHELL, root_disk=True, rodirs=rodirs)
+def guest_shell(rodirs: tuple[tuple[str, Path], ...], *, interactive: bool = False) -> str:
+    """The console shell's path in a guest that has *rodirs*: ours for pexpect, or one for a person."""
+    shell = INTERACTIVE_SHELL if interactive else SHELL
+    path = guest_path(shell, root_disk=True, rodirs=rodirs)
     if path is None:
-        raise HostError(f"the console shell {SHELL} is not shared with the guest", hint="report this")
+        raise HostError(f"the console shell {shell} is not shared with the guest", hint="report this")
     return path
 
 
@@ -104,14 +107,13 @@ def check_files(config: VMConfig) -> None:
 SKIPPED_INITCALLS = "initcall_blacklist=jent_mod_init,crypto_kdf108_init,init_encrypted"
 
 
-def vng_command(config: VMConfig, *, vng: str = "vng", interactive: bool = False) -> list[str]:
-    """The argv that boots *config*: with our scripted console shell, or the user's own shell."""
+def vng_command(config: VMConfig, *, vng: str = "vng") -> list[str]:
+    """The virtme-ng argv that boots *config* with its console shell (``config.shell``)."""
     argv = [vng, "--run", str(config.image), "--memory", config.memory, "--cpus", str(config.cpus),
             "--name", config.name,
             # virtiofsd fails to start here and costs seconds before virtme-ng falls back to 9p.
             "--force-9p"]
-    if not interactive:
-        argv += ["--shell", config.shell or str(SHELL)]
+    argv += ["--shell", config.shell or str(SHELL)]
     if config.arch.foreign:
         argv += ["--arch", config.arch.vng]
     if not config.kvm:

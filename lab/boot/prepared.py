@@ -79,6 +79,14 @@ def _key(vng_argv: list[str], image: Path, script: Path) -> str:
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
+def boot_command(config: VMConfig) -> list[str]:
+    """The one way a guest boots: the prepared QEMU argv, or with ``$EBPF_LAB_PREPARED=0`` plain
+    ``vng``, the escape hatch kept for comparison and for a problem in our boot path."""
+    if enabled(config):
+        return qemu_command(config)
+    return vng_command(config, vng=vng_binary())
+
+
 def qemu_command(config: VMConfig) -> list[str]:
     """The QEMU argv for *config*, prepared (and cached) on first use."""
     vng_argv = vng_command(config, vng=vng_binary())

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pexpect
 
-from lab.boot.config import VMConfig, check_files, guest_path, vng_binary, vng_command
+from lab.boot.config import VMConfig, check_files, guest_path
 from lab.errors import BootTimeout, CommandTimeout, GuestError, GuestExited, GuestPanic
 from lab.guest import console
 from lab.guest import shell as guest_shell
@@ -95,10 +95,7 @@ class Guest:
             # A second QEMU would run unseen beside the first (and slow it down) until exit.
             raise GuestError(f"{self.label}: the guest is already booted", hint="close() it before booting again")
         check_files(self.config)
-        if prepared.enabled(self.config):
-            argv = prepared.qemu_command(self.config)
-        else:
-            argv = vng_command(self.config, vng=vng_binary())
+        argv = prepared.boot_command(self.config)
         log.info("+ %s", shlex.join(argv))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.log_path, "w", encoding="utf-8", errors="replace")
@@ -108,7 +105,7 @@ class Guest:
         env["TERM"] = "dumb"
         self._child = pexpect.spawn(
             argv[0], argv[1:], encoding="utf-8", codec_errors="replace", timeout=self.boot_timeout,
-            dimensions=(50, 250), env=env, preexec_fn=_die_with_parent,
+            dimensions=(50, 250), env=env, preexec_fn=die_with_parent,
         )
         self._child.logfile_read = _Tee(self._log_file, self._transcript)
         try:
@@ -380,7 +377,7 @@ class _Tee:
         self._file.flush()
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec: receive SIGKILL if the Python process that started it dies."""
     try:
         import ctypes

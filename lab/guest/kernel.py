@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.boot import accel as accel_mod
-from lab.boot.config import VMConfig, guest_shell, root_disk_shares
+from lab.boot.config import INTERACTIVE_SHELL, VMConfig, guest_shell, root_disk_shares
 from lab.errors import HostError
 from lab.guest.guest import Guest
 from lab.guest.timeouts import Timeouts
@@ -104,16 +104,19 @@ def new_guest(kernel: Kernel, *, accel: accel_mod.Accel, timeouts: Timeouts, app
     return Guest(config=config, log_path=log_path, timeouts=timeouts, label=kernel.id)
 
 
-def vm_config(kernel: Kernel, *, accel: accel_mod.Accel, append: tuple[str, ...] = (), memory: str = "2G") -> VMConfig:
-    """How *kernel* boots: on the host's root, or from its own root disk with the lab package shared."""
+def vm_config(kernel: Kernel, *, accel: accel_mod.Accel, append: tuple[str, ...] = (), memory: str = "2G",
+              interactive: bool = False) -> VMConfig:
+    """How *kernel* boots: on the host's root, or from its own root disk with the lab package shared;
+    with the console shell for pexpect, or (*interactive*) one for a person (``lab shell``)."""
     kernel = with_rootfs(kernel)
     if kernel.rootfs is None:
         return VMConfig(image=kernel.files.image, arch=kernel.spec.arch, kvm=accel.kvm, append=append, memory=memory,
-                        cpus=guest_cpus(kvm=accel.kvm), fast_dirs=(kernel.files.root,) if kernel.spec.source != "local" else ())
+                        cpus=guest_cpus(kvm=accel.kvm), fast_dirs=(kernel.files.root,) if kernel.spec.source != "local" else (),
+                        shell=str(INTERACTIVE_SHELL) if interactive else "")
     shares = root_disk_shares()
     return VMConfig(
         # The image beside its own lib/modules, so virtme-ng exports the right modules.
         image=kernel.rootfs.kernel_image, arch=kernel.spec.arch, kvm=accel.kvm, append=append, memory=memory,
         cpus=guest_cpus(kvm=accel.kvm), root_disk=kernel.rootfs.disk, root_fstype="ext4", busybox=kernel.rootfs.busybox,
-        rodirs=shares, shell=guest_shell(shares),
+        rodirs=shares, shell=guest_shell(shares, interactive=interactive),
     )
