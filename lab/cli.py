@@ -82,8 +82,8 @@ def _run_or_check(args: argparse.Namespace, *, lab: labs.Lab, program: Path | No
     for spec in specs:
         from lab.labs.constraints import kernel_matches
 
-        if lab.kernel and not kernel_matches(spec.series, lab.kernel):
-            print(f"{spec.id}: SKIP (lab {lab.name} needs kernel {lab.kernel})")
+        if lab.kernel_constraint and not kernel_matches(spec.series, lab.kernel_constraint):
+            print(f"{spec.id}: SKIP (lab {lab.name} needs kernel {lab.kernel_constraint})")
             continue
         kernel, guest = _boot(spec, args)
         started = time.monotonic()
@@ -159,9 +159,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     specs = list(catalog.load_catalog().values())
     for lab in labs.all_labs().values():
-        need = f"kernel {lab.kernel}" if lab.kernel else "any kernel"
+        need = f"kernel {lab.kernel_constraint}" if lab.kernel_constraint else "any kernel"
         # Name the catalog kernels a teacher cannot use for this lab.
-        unfit = sorted({s.id for s in specs if lab.kernel and not kernel_matches(s.series, lab.kernel)})
+        unfit = sorted({s.id for s in specs if lab.kernel_constraint and not kernel_matches(s.series, lab.kernel_constraint)})
         if unfit:
             need += f"; not {', '.join(unfit)}"
         print(f"{lab.name:<12} {lab.title} — {lab.summary} [{need}]")

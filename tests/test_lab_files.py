@@ -34,15 +34,15 @@ def test_lab_directory_is_complete(name: str) -> None:
     assert lab.title and lab.summary and lab.expect
     assert lab.hint_for("compile"), "every lab needs a hint for a compile failure"
     assert set(lab.kind_hints) <= set(FAILURE_KINDS)
-    if lab.kernel:
-        kernel_matches("6.1", lab.kernel)  # raises on a malformed constraint
+    if lab.kernel_constraint:
+        kernel_matches("6.1", lab.kernel_constraint)  # raises on a malformed constraint
 
 
 def test_ringbuf_needs_5_8() -> None:
     ringbuf = all_labs()["ringbuf"]
-    assert ringbuf.kernel == ">=5.8"
-    assert not kernel_matches("5.4", ringbuf.kernel)
-    assert all(kernel_matches(s.series, ringbuf.kernel) for s in catalog.load_catalog().values()
+    assert ringbuf.kernel_constraint == ">=5.8"
+    assert not kernel_matches("5.4", ringbuf.kernel_constraint)
+    assert all(kernel_matches(s.series, ringbuf.kernel_constraint) for s in catalog.load_catalog().values()
                if s.series_tuple >= (5, 8))
 
 

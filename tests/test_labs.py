@@ -51,8 +51,8 @@ def test_reference_solution_passes(request: pytest.FixtureRequest, kernel, name:
     if kernel.spec.foreign and os.environ.get("EBPF_LAB_FOREIGN_LABS") == "0":
         # Under emulation of another CPU each BCC compile takes 20-40 s: a quick local run may leave them out.
         pytest.skip(f"{kernel.id} is emulated {kernel.spec.arch.name} and EBPF_LAB_FOREIGN_LABS=0")
-    if lab.kernel and not kernel_matches(kernel.spec.series, lab.kernel):
-        pytest.skip(f"lab {name} needs kernel {lab.kernel}; {kernel.id} is {kernel.spec.series}")
+    if lab.kernel_constraint and not kernel_matches(kernel.spec.series, lab.kernel_constraint):
+        pytest.skip(f"lab {name} needs kernel {lab.kernel_constraint}; {kernel.id} is {kernel.spec.series}")
     vm = request.getfixturevalue("vm")
     result = run_lab(vm, lab)
     assert result.passed

@@ -87,9 +87,9 @@ def test_compile_error_is_clangs_first_error_in_recorded_bcc_output():
 
 def test_prepared_boot_keeps_virtmes_init_and_passes_our_parameters():
     argv = ["qemu", "-append", "a=1 quiet init=/venv/virtme-ng-init", "-initrd", "/proc/self/fd/3"]
-    out = prepared.rewrite(argv, initramfs=Path("/c/initramfs.img"), binds=(Path("/k/6.1"),), cached_share=False)
+    out = prepared.rewrite(argv, initramfs=Path("/c/initramfs.img"), cached_dirs=(Path("/k/6.1"),), cached_share=False)
     assert out[-1] == "/c/initramfs.img"
-    assert out[2].split() == ["a=1", "quiet", "init=/venv/virtme-ng-init", "ebpflab_bind=/k/6.1", "ebpflab_cache=0"]
+    assert out[2].split() == ["a=1", "quiet", "init=/venv/virtme-ng-init", "ebpflab_cached_dirs=/k/6.1", "ebpflab_cache=0"]
 
 
 def test_switch_root_is_appended_to_the_initramfs_and_replaces_busyboxs_link(tmp_path):

@@ -48,7 +48,7 @@ class VMConfig:
     #: Guest hostname.
     name: str = "ebpf-lab"
     #: Host directories read heavily in the guest (kernel headers), served through a cached 9p mount.
-    fast_dirs: tuple[Path, ...] = ()
+    cached_dirs: tuple[Path, ...] = ()
     #: Host directories shared read-only, as (guest path, host path): a root-disk guest sees no host path otherwise.
     rodirs: tuple[tuple[str, Path], ...] = ()
     #: The console shell as the guest sees it (default: SHELL, visible when the guest uses the host's root).

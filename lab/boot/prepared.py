@@ -90,7 +90,7 @@ def boot_command(config: VMConfig) -> list[str]:
 def qemu_command(config: VMConfig) -> list[str]:
     """The QEMU argv for *config*, prepared (and cached) on first use."""
     vng_argv = vng_command(config, vng=vng_binary())
-    directory = cache_dir() / "boot" / _key([*vng_argv, *map(str, config.fast_dirs)], config.image,
+    directory = cache_dir() / "boot" / _key([*vng_argv, *map(str, config.cached_dirs)], config.image,
                                                  _init_script(config))
     manifest = directory / "qemu.json"
     if manifest.is_file():
@@ -155,7 +155,7 @@ def _prepare(config: VMConfig, *, vng_argv: list[str], directory: Path) -> list[
     if config.arch.name == "x86_64" and os.environ.get(PVH_ENV, "1") != "0":
         kernel = pvh_kernel(config.image)
     add_switch_root(tmp / "initramfs.img", script=_init_script(config))
-    argv = rewrite(argv, initramfs=initramfs, binds=config.fast_dirs, kernel=kernel,
+    argv = rewrite(argv, initramfs=initramfs, cached_dirs=config.cached_dirs, kernel=kernel,
                    cached_share=config.root_disk is None and os.environ.get("EBPF_LAB_9P_CACHE", "1") != "0",
                    own_init=config.root_disk is not None)
     (tmp / "qemu.json").write_text(json.dumps({"argv": argv}, indent=1))
@@ -178,11 +178,11 @@ def add_switch_root(initramfs: Path, *, script: Path = SWITCH_ROOT) -> None:
         out.write(cpio.archive([cpio.Entry("bin/switch_root", 0o100755, script.read_bytes())]))
 
 
-def rewrite(argv: list[str], *, initramfs: Path, binds: tuple[Path, ...] = (),
+def rewrite(argv: list[str], *, initramfs: Path, cached_dirs: tuple[Path, ...] = (),
             kernel: Path | None = None, cached_share: bool = True, own_init: bool = False) -> list[str]:
     """virtme-ng's QEMU argv with our saved initramfs, kernel and cached share. Pure.
 
-    *binds* are host directories switch_root.sh serves from its cached 9p mount (the kernel's headers);
+    *cached_dirs* are host directories switch_root.sh serves from its cached 9p mount (the kernel's headers);
     *kernel* replaces the image (the uncompressed ELF); *cached_share* adds the share for that mount;
     *own_init* drops virtme-ng's init script from the command line (rootdisk_init.sh replaces it).
     """
@@ -201,8 +201,8 @@ def rewrite(argv: list[str], *, initramfs: Path, binds: tuple[Path, ...] = (),
         # `init=/bin/sh -- -c "<virtme-ng's mounts>; exec virtme-init"`: the initramfs's init
         # still wants an init= word, which it passes to /bin/switch_root, our script, which ignores it.
         words = [w for w in words[:words.index("--")] if not w.startswith("init=")] + ["init=/bin/sh"]
-    if binds:
-        words.append("ebpflab_bind=" + ":".join(str(b) for b in binds))
+    if cached_dirs:
+        words.append("ebpflab_cached_dirs=" + ":".join(str(d) for d in cached_dirs))
     if not cached_share and not own_init:
         words.append("ebpflab_cache=0")
     out[index] = " ".join(shlex.quote(w) if " " in w else w for w in words)

@@ -111,7 +111,7 @@ def vm_config(kernel: Kernel, *, accel: accel_mod.Accel, append: tuple[str, ...]
     kernel = with_rootfs(kernel)
     if kernel.rootfs is None:
         return VMConfig(image=kernel.files.image, arch=kernel.spec.arch, kvm=accel.kvm, append=append, memory=memory,
-                        cpus=guest_cpus(kvm=accel.kvm), fast_dirs=(kernel.files.root,) if kernel.spec.source != "local" else (),
+                        cpus=guest_cpus(kvm=accel.kvm), cached_dirs=(kernel.files.root,) if kernel.spec.source != "local" else (),
                         shell=str(INTERACTIVE_SHELL) if interactive else "")
     shares = root_disk_shares()
     return VMConfig(

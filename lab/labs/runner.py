@@ -57,7 +57,7 @@ class Lab:
     #: Regex the program's output must match.
     expect: str
     #: Kernel series requirement, as for ``@pytest.mark.kernel`` (e.g. ``>=5.8``), or empty.
-    kernel: str = ""
+    kernel_constraint: str = ""
     #: Shown to a student whose program fails, whatever the failure.
     hints: tuple[str, ...] = ()
     #: Seconds the expectation may take to appear after the trigger.
@@ -95,7 +95,7 @@ def load_lab(directory: Path) -> Lab:
         return Lab(
             name=directory.name, title=data["title"], summary=data.get("summary", ""), directory=directory,
             program=directory / data.get("program", "program.py"), ready=data.get("ready", DEFAULT_READY),
-            trigger=tuple(data.get("trigger", [])), expect=data["expect"], kernel=data.get("kernel", ""),
+            trigger=tuple(data.get("trigger", [])), expect=data["expect"], kernel_constraint=data.get("kernel", ""),
             hints=general, kind_hints=kinds, expect_timeout=float(data.get("expect_timeout", 30)),
             setup=tuple(data.get("setup", [])), checker=checker, order=int(data.get("order", 100)),
         )

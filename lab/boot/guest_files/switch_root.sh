@@ -17,7 +17,7 @@
 #    headers) costs round trips to QEMU on each access. The guest is thrown away after the
 #    run, so a cache that never revalidates is safe.
 #
-# ebpflab_bind and ebpflab_cache come from the kernel command line: unknown name=value
+# ebpflab_cached_dirs and ebpflab_cache come from the kernel command line: unknown name=value
 # parameters become the environment of the initramfs's init, which execs us.
 new=/newroot
 bb=/bin/busybox
@@ -28,7 +28,7 @@ lower=$new/usr
 if [ "${ebpflab_cache:-1}" = 1 ] && $bb mount -t 9p -o ro,trans=virtio,version=9p2000.L,access=any,msize=524288,cache=loose ebpflab $state/host; then
     lower=$state/host/usr
     IFS=:
-    for dir in ${ebpflab_bind:-}; do
+    for dir in ${ebpflab_cached_dirs:-}; do
         [ -d "$state/host$dir" ] && $bb mount -o bind "$state/host$dir" "$new$dir"
     done
     unset IFS
