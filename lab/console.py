@@ -42,6 +42,18 @@ def find_panic(text: str) -> str | None:
     return "\n".join(cleaned[start:].split("\n")[:60]).strip()
 
 
+#: The kernel's line for each process its OOM killer ends: the pid and the command name.
+_OOM_KILL = re.compile(r"Out of memory: Killed process (\d+) \(([^)]*)\)")
+
+
+def oom_kills(text: str) -> list[str]:
+    """``comm (pid N)`` of each process the guest kernel's OOM killer ended in *text*, in order, once each."""
+    seen: dict[str, str] = {}
+    for pid, comm in _OOM_KILL.findall(text):
+        seen.setdefault(pid, f"{comm} (pid {pid})")
+    return list(seen.values())
+
+
 def prompt_pattern(nonce: str) -> str:
     """Regex for the prompt our shell prints after each command: ``<nonce>:<status>> ``.
 

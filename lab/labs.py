@@ -13,14 +13,13 @@ import re
 import shlex
 import time
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import console
-from .errors import CatalogError, LabFailure, UsageError
+from .errors import CatalogError, CommandTimeout, LabFailure, UsageError
 from .guest import Guest, OutputSink, ProcessEnded
-from .errors import CommandTimeout
 
 LABS_DIR = Path(__file__).resolve().parent / "labs"
 
@@ -165,9 +164,10 @@ def run_lab(guest: Guest, lab: Lab, *, program: Path | None = None, python: str 
     guest.run(f"cd {guest.guest_path(lab.directory) or '/tmp'}")
     # No `exec`: the spawn script's `echo $? > rc` after the command must run, or a program
     # that dies (a compile error) is only noticed when the attach timeout runs out.
+    mark = guest.transcript_mark()
     process = guest.spawn(f"{python} {guest.visible_path(program)}", on_output=on_output)
     try:
-        _wait_ready(guest, lab, process, timeout=attach_timeout)
+        _wait_ready(guest, lab, process, timeout=attach_timeout, mark=mark)
         attached = time.monotonic()
         for command in lab.trigger:
             guest.run(command, timeout=60)
@@ -175,7 +175,7 @@ def run_lab(guest: Guest, lab: Lab, *, program: Path | None = None, python: str 
             match = process.expect(lab.expect, timeout=lab.expect_timeout * guest_scale(guest))
         except ProcessEnded as exc:
             output = exc.process.output
-            kind, what = _exit_kind(output, returncode=exc.process.returncode)
+            kind, what = _exit_kind(output, returncode=exc.process.returncode, oom=guest.out_of_memory(since=mark))
             raise _failure(lab, kind, f"{what} before printing what the lab expects", output) from None
         except CommandTimeout:
             kind = "wrong_output" if process.output.strip() else "no_output"
@@ -207,7 +207,7 @@ def guest_scale(guest: Guest) -> float:
     return 1.0 if guest.config.kvm else 2.0
 
 
-def _wait_ready(guest: Guest, lab: Lab, process, *, timeout: float) -> None:  # type: ignore[no-untyped-def]
+def _wait_ready(guest: Guest, lab: Lab, process, *, timeout: float, mark: int = 0) -> None:  # type: ignore[no-untyped-def]
     # The guest waits for itself, in one console command: polling from the host cost two
     # console round trips and a few processes per check, and under TCG that slowed the very
     # compile it was waiting for (a hello lab spent 4 s more with 1 s polls).
@@ -218,7 +218,7 @@ def _wait_ready(guest: Guest, lab: Lab, process, *, timeout: float) -> None:  # 
         return
     if process.poll() is not None:
         output = process.output
-        kind, what = _exit_kind(output, returncode=process.returncode)
+        kind, what = _exit_kind(output, returncode=process.returncode, oom=guest.out_of_memory(since=mark))
         raise _failure(lab, kind, what if kind != "exited" else f"{what} before attaching its probes", output)
     raise _failure(lab, "not_ready", f"probes not attached within {timeout:.0f}s (readiness check: {lab.ready})",
                    process.output)
@@ -252,8 +252,14 @@ def _builtin_grep(ready: str) -> str | None:
             f" [[ $ebpflab_line == *{word}* ]] && {{ ebpflab_hit=1; break; }}; done < {path}; [ -n \"$ebpflab_hit\" ]; }} 2>/dev/null")
 
 
-def _exit_kind(output: str, *, returncode: int | None) -> tuple[str, str]:
-    """Why a program ended on its own: (failure kind, what to tell the student)."""
+def _exit_kind(output: str, *, returncode: int | None, oom: Sequence[str] = ()) -> tuple[str, str]:
+    """Why a program ended on its own: (failure kind, what to tell the student).
+
+    *oom* names the processes the guest's OOM killer ended meanwhile: a program it killed
+    (status 137, SIGKILL) printed nothing about it, and the kernel's line says why.
+    """
+    if oom and returncode == 137:
+        return "exited", f"the program was killed by the guest kernel's OOM killer ({', '.join(oom)}): it ran out of memory"
     if re.search(r":\d+:\d+: (fatal )?error:", output):
         return "compile", "the BPF program does not compile"
     # BCC's words when the verifier or the kernel refuses the program, or the probe's target is wrong.
