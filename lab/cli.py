@@ -42,7 +42,7 @@ def _boot(spec: catalog.KernelSpec, args: argparse.Namespace):  # type: ignore[n
     accel = session.choose_accel(kernel)
     timeouts = session.timeouts_for(kvm=accel.kvm, boot=args.boot_timeout, command=args.command_timeout,
                                     foreign=session.is_foreign(spec))
-    guest = session.new_guest(kernel, accel=accel, timeouts=timeouts)
+    guest = session.new_guest(kernel, accel=accel, timeouts=timeouts, progress=_say)
     _say(f"booting {kernel.id} ({kernel.release}) under {accel.name.upper()}; console log: {guest.log_path}")
     return kernel, timeouts, guest
 

@@ -8,6 +8,7 @@ session (again only if a test killed its guest); tests are grouped by kernel.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 
 import pytest
@@ -151,7 +152,19 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     files = cached(native) if native else None
     verdict = accel_mod.detect(probe_image=files.image if files else None)
     lines.append(f"ebpf-lab accelerator: {verdict.name.upper()} ({verdict.reason})")
+    lines.append(f"ebpf-lab guest memory: {_memory_line(config)}")
     return lines
+
+
+def _memory_line(config: pytest.Config) -> str:
+    from . import settings
+
+    if os.environ.get(settings.MEMORY_ENV):
+        return f"{os.environ[settings.MEMORY_ENV]} each (${settings.MEMORY_ENV})"
+    workers = getattr(config.option, "numprocesses", None)
+    sized = settings.guest_memory(available_mib=settings.available_memory_mib(),
+                                  guests=workers if isinstance(workers, int) and workers > 0 else 1)
+    return sized.note or f"{sized.mib} MiB each"
 
 
 def _skip_reason(spec: catalog.KernelSpec, node) -> str | None:  # type: ignore[no-untyped-def]

@@ -20,7 +20,7 @@ from .catalog import KernelSpec
 from .errors import HostError
 from .fetch import KernelFiles, Progress, fetch
 from .guest import Guest
-from .settings import guest_cpus, logs_dir, timeout_scale
+from .settings import guest_cpus, logs_dir, sized_guest_memory, timeout_scale
 from .vm import VMConfig, guest_shell, root_disk_shares
 
 #: Timeouts under KVM; TCG multiplies them (emulation is ~10x slower, and CI runs two guests at once).
@@ -135,9 +135,14 @@ def check_host(kernel: Kernel) -> None:
 
 
 def new_guest(kernel: Kernel, *, accel: accel_mod.Accel, timeouts: Timeouts, append: tuple[str, ...] = (),
-              log_path: Path | None = None, memory: str = "2G") -> Guest:
-    """A Guest for *kernel*, not booted yet."""
+              log_path: Path | None = None, memory: str | None = None, progress: Progress = lambda _: None) -> Guest:
+    """A Guest for *kernel*, not booted yet; its memory is sized from the host unless *memory* is given,
+    and *progress* hears one line when that makes it smaller than usual."""
     check_host(kernel)
+    if memory is None:
+        memory, note = sized_guest_memory()
+        if note:
+            progress(note)
     if log_path is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         log_path = logs_dir() / f"{kernel.id}-{stamp}-{os.getpid()}-{next(_serial)}.log"
@@ -146,9 +151,11 @@ def new_guest(kernel: Kernel, *, accel: accel_mod.Accel, timeouts: Timeouts, app
                  label=kernel.id)
 
 
-def vm_config(kernel: Kernel, *, accel: accel_mod.Accel, append: tuple[str, ...] = (), memory: str = "2G") -> VMConfig:
+def vm_config(kernel: Kernel, *, accel: accel_mod.Accel, append: tuple[str, ...] = (),
+              memory: str | None = None) -> VMConfig:
     """How *kernel* boots: on the host's root, or from its own root disk with the lab package shared."""
     kernel = with_rootfs(kernel)
+    memory = memory or sized_guest_memory()[0]
     if kernel.rootfs is None:
         return VMConfig(image=kernel.files.image, arch=kernel.spec.arch, kvm=accel.kvm, append=append, memory=memory,
                         cpus=guest_cpus(kvm=accel.kvm), fast_dirs=(kernel.files.root,) if kernel.spec.source != "local" else ())
