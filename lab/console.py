@@ -79,6 +79,13 @@ def parse_poll(text: str, *, nonce: str) -> tuple[str, int, int | None]:
     return head, size, status
 
 
+def poll_backlog(text: str, *, nonce: str) -> int:
+    """Bytes a spawned process printed beyond what this poll answer brought (its status line's
+    fourth field; 0 when absent)."""
+    fields = text.replace("\r\n", "\n").rpartition(f"\n{nonce}:")[2].strip().split(":")
+    return int(fields[2]) if len(fields) > 2 and fields[2].isdigit() else 0
+
+
 def last_error_line(output: str) -> str:
     """The line of a program's output that best says why it failed.
 

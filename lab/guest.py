@@ -315,6 +315,13 @@ _KILL_LEFTOVERS = (
 )
 
 
+#: Bytes of a spawned process's output one poll brings over the console (a second or two of
+#: it): a program printing faster than the console carries would otherwise make every poll
+#: longer than the last, until one outlasted its timeout (a lab check of such a program took
+#: three minutes to say only "no output matching").
+POLL_CHUNK = 256 * 1024
+
+
 class Process:
     """A background process in the guest (a tracer): poll its output, wait for patterns."""
 
@@ -328,6 +335,9 @@ class Process:
         self.returncode: int | None = None
         self._on_output = on_output
         self._closed = False
+        #: Bytes the process has printed that were not brought over yet (a program that
+        #: prints faster than the console carries falls behind, and the verdict says so).
+        self.backlog = 0
 
     @property
     def output(self) -> str:
@@ -341,15 +351,18 @@ class Process:
 
     def poll(self) -> int | None:
         """Fetch new output; return the exit status once the process has ended."""
-        f = self._out
+        f, n = self._out, self._size
         answer = self.guest.run(
             # The status first: once it exists the process has written all its output, so the
             # size read after it is final (read the other way round, the last lines could be lost).
-            f"r=$(cat {f}.rc 2>/dev/null); s=$(stat -c %s {f}); tail -c +{self._size + 1} {f} | head -c $((s-{self._size}));"
-            f" printf '\\n%s:%s:%s\\n' {self.guest.nonce} \"$s\" \"$r\"",
+            # At most POLL_CHUNK bytes come over at a time, and the status only with the last of them.
+            f"r=$(cat {f}.rc 2>/dev/null); s=$(stat -c %s {f}); e=$((s > {n + POLL_CHUNK} ? {n + POLL_CHUNK} : s));"
+            f" [ $e -lt $s ] && r=; tail -c +{n + 1} {f} | head -c $((e-{n}));"
+            f" printf '\\n%s:%s:%s:%s\\n' {self.guest.nonce} \"$e\" \"$r\" $((s-e))",
             timeout=60,
         )
         new, size, status = console.parse_poll(answer.output, nonce=self.guest.nonce)
+        self.backlog = console.poll_backlog(answer.output, nonce=self.guest.nonce)
         if new:
             self._output = (self._output + new)[-OUTPUT_KEPT:]
             if self._on_output is not None:

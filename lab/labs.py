@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import console
 from .errors import CatalogError, CommandTimeout, LabFailure, UsageError
-from .guest import Guest, OutputSink, ProcessEnded
+from .guest import POLL_CHUNK, Guest, OutputSink, ProcessEnded
 
 LABS_DIR = Path(__file__).resolve().parent / "labs"
 
@@ -179,7 +179,11 @@ def run_lab(guest: Guest, lab: Lab, *, program: Path | None = None, python: str 
             raise _failure(lab, kind, f"{what} before printing what the lab expects", output) from None
         except CommandTimeout:
             kind = "wrong_output" if process.output.strip() else "no_output"
-            raise _failure(lab, kind, f"no output matching {lab.expect!r} after the trigger", process.output) from None
+            what = f"no output matching {lab.expect!r} after the trigger"
+            if process.backlog > POLL_CHUNK:
+                what += (f"; it printed faster than the console carries ({process.backlog / 2**20:.1f} MiB"
+                         " not read yet; below are the last lines read)")
+            raise _failure(lab, kind, what, process.output) from None
         traced = time.monotonic()
         if lab.checker is not None:
             time.sleep(1.0)
