@@ -147,6 +147,10 @@ class PrivateApt:
             "-o", f"APT::Architectures={self.arch}",
             "-o", "Acquire::Languages=none",
             "-o", "Acquire::Retries=3",
+            # A mirror that accepts connections and never answers: 30 s without a byte is a
+            # failure (apt's default, 120 s per attempt, kept a fetch waiting four minutes).
+            "-o", "Acquire::http::Timeout=30",
+            "-o", "Acquire::https::Timeout=30",
             "-o", "APT::Get::AllowUnauthenticated=false",
             "-o", "Debug::NoLocking=true",
         ]
@@ -178,11 +182,12 @@ class PrivateApt:
                 hint=f"check the network to the Debian mirror {self.mirror} (or set {MIRROR_ENV})",
             ) from None
         if result.returncode != 0:
-            lines = [l for l in (result.stderr + result.stdout).splitlines() if l.strip()]
-            last = next((l for l in reversed(lines) if l.startswith(("E:", "W:", "Err"))), lines[-1] if lines else "")
+            reason, verification = describe_failure(result.stdout + "\n" + result.stderr)
             raise FetchError(
-                f"{argv[0]} {verb} failed for {' '.join(self.suites)}/{self.arch}: {last.strip()}",
-                hint=f"check the network to the Debian mirror {self.mirror} (or set {MIRROR_ENV})",
+                f"{argv[0]} {verb} failed for {' '.join(self.suites)}/{self.arch}: {reason}",
+                hint=(f"the Debian mirror {self.mirror} served files that fail apt's verification (a broken "
+                      f"mirror, or a proxy that changes files): try again later, or set {MIRROR_ENV} to another mirror"
+                      if verification else f"check the network to the Debian mirror {self.mirror} (or set {MIRROR_ENV})"),
             )
         return result.stdout + result.stderr if with_stderr else result.stdout
 
@@ -258,6 +263,28 @@ def parse_update_errors(text: str) -> list[str]:
             detail = lines[index + 1].strip() if index + 1 < len(lines) and lines[index + 1].startswith(" ") else ""
             reasons.append(detail or line.strip())
     return reasons
+
+
+#: apt's words when what it downloaded is not what the signed Release file vouches for.
+_VERIFICATION = ("Hash Sum mismatch", "signatures were invalid", "BADSIG", "is not signed", "File has unexpected size")
+
+
+def describe_failure(text: str) -> tuple[str, bool]:
+    """Why apt failed, in one line, from its output; and whether it was a verification failure. Pure.
+
+    apt names the file on an ``Err:`` line and says why on the indented line below it
+    (``Hash Sum mismatch``, ``BADSIG ...``): both, for the first failure. Else its last
+    ``E:``/``W:`` line.
+    """
+    lines = [line for line in text.splitlines() if line.strip()]
+    verification = any(word in text for word in _VERIFICATION)
+    for index, line in enumerate(lines):
+        if line.startswith("Err:"):
+            what = line.split(None, 1)[1] if " " in line else line
+            detail = lines[index + 1].strip() if index + 1 < len(lines) and lines[index + 1].startswith(" ") else ""
+            return (f"{what}: {detail}" if detail else what), verification
+    last = next((line for line in reversed(lines) if line.startswith(("E:", "W:"))), lines[-1] if lines else "")
+    return last.strip(), verification
 
 
 def parse_sha256s(text: str) -> dict[str, str]:

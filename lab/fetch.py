@@ -256,7 +256,13 @@ def _fetch_locked(spec: KernelSpec, *, dest: Path, progress: Progress) -> Kernel
     # apt-get download verifies what it downloads against the signed index, but keeps a file
     # already present when only its size matches: check those against the index's SHA256 first.
     _clear_stale_debs(debs_dir, packages, apt=apt)
-    debs = apt.download([p for p in packages], dest=debs_dir)
+    try:
+        debs = apt.download([p for p in packages], dest=debs_dir)
+    except FetchError:
+        # Keep only complete, verified packages: apt leaves .FAILED files after a hash
+        # mismatch, and partial ones under their final names after a cut connection.
+        _clear_stale_debs(debs_dir, packages, apt=apt)
+        raise
     tmp = dest.parent / f".{spec.id}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
