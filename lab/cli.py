@@ -49,7 +49,7 @@ def _boot(spec: catalog.KernelSpec, args: argparse.Namespace):  # type: ignore[n
     accel = session.choose_accel(kernel)
     timeouts = timeouts_for(kvm=accel.kvm, foreign=spec.foreign, boot=args.boot_timeout,
                             command=args.command_timeout)
-    guest = session.new_guest(kernel, accel=accel, timeouts=timeouts, append=_kernel_args(args))
+    guest = session.new_guest(kernel, accel=accel, timeouts=timeouts, append=_kernel_args(args), progress=_say)
     _say(f"booting {kernel.id} ({kernel.release}) under {accel.name.upper()}; console log: {guest.log_path}")
     return kernel, guest
 

@@ -7,6 +7,7 @@ subprocess, the way a user meets it. Tests that touch the cache point
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 from lab.boot.config import VMConfig, vng_command
 from lab.errors import HostError
 from lab.guest.guest import Guest
+from lab.host import integrity
 from lab.kernels import catalog, fetch
 from lab.kernels.apt import parse_sha256s, parse_update_errors
 from lab.kernels.arches import host_arch
@@ -164,8 +166,9 @@ def _fake_tree(spec: catalog.KernelSpec, *, image_bytes: bytes = b"\0" * 4096, m
     (root / "boot" / "vmlinuz-7.3.0-1-amd64").write_bytes(image_bytes)
     (root / "lib/modules/7.3.0-1-amd64").mkdir(parents=True)
     data = {"id": spec.id, "release": "7.3.0-1-amd64", "version": "7.3-1", "image": "boot/vmlinuz-7.3.0-1-amd64",
-            "image_size": 4096, "modules": "lib/modules/7.3.0-1-amd64", "size": 4096, "format": fetch.FORMAT}
-    (root / "kernel.json").write_text(json.dumps(manifest if manifest is not None else data))
+            "image_size": 4096, "modules": "lib/modules/7.3.0-1-amd64", "size": 4096, "format": fetch.FORMAT,
+            "image_sha256": hashlib.sha256(image_bytes).hexdigest()}
+    (root / "kernel.json").write_text(json.dumps(manifest if manifest is not None else integrity.seal(data)))
     return root
 
 
@@ -207,7 +210,7 @@ def test_an_entry_of_an_older_layout_is_fetched_again(spec_in_tmp_cache):
     # Older entries kept .ko.xz modules, which virtme-ng's initramfs cannot load.
     root = _fake_tree(spec_in_tmp_cache)
     data = json.loads((root / "kernel.json").read_text())
-    del data["format"]
+    del data["format"], data[integrity.SEAL]
     (root / "kernel.json").write_text(json.dumps(data))
     assert fetch.cached(spec_in_tmp_cache) is None
 

@@ -42,6 +42,18 @@ def find_panic(text: str) -> str | None:
     return "\n".join(cleaned[start:].split("\n")[:60]).strip()
 
 
+#: The kernel's line for each process its OOM killer ends: the pid and the command name.
+_OOM_KILL = re.compile(r"Out of memory: Killed process (\d+) \(([^)]*)\)")
+
+
+def oom_kills(text: str) -> list[str]:
+    """``comm (pid N)`` of each process the guest kernel's OOM killer ended in *text*, in order, once each."""
+    seen: dict[str, str] = {}
+    for pid, comm in _OOM_KILL.findall(text):
+        seen.setdefault(pid, f"{comm} (pid {pid})")
+    return list(seen.values())
+
+
 def prompt_pattern(nonce: str) -> str:
     """Regex for the prompt our shell prints after each command: ``<nonce>:<status>> ``.
 
@@ -79,6 +91,11 @@ def is_compile_error(line: str) -> bool:
 def compile_error(output: str) -> str | None:
     """The first clang error line in a BPF program's *output*, or None when the BPF C code compiled."""
     return next((line.strip() for line in clean(output).split("\n") if is_compile_error(line)), None)
+def poll_backlog(text: str, *, nonce: str) -> int:
+    """Bytes a spawned process printed beyond what this poll answer brought (its status line's
+    fourth field; 0 when absent)."""
+    fields = text.replace("\r\n", "\n").rpartition(f"\n{nonce}:")[2].strip().split(":")
+    return int(fields[2]) if len(fields) > 2 and fields[2].isdigit() else 0
 
 
 def last_error_line(output: str) -> str:

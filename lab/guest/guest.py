@@ -37,6 +37,16 @@ OutputSink = Callable[[str], None]
 # The tty's canonical line buffer is 4096 bytes; longer lines are truncated by the guest kernel.
 _MAX_LINE = 3800
 
+#: Characters of console text, of one command's output and of a spawned process's output
+#: kept in memory; the console log file has everything. A guest that floods its console
+#: (`yes`, a program printing in a loop) sends some 200 KiB/s for as long as the command
+#: timeout allows: kept whole, a session's memory would grow by that for every flood.
+OUTPUT_KEPT = 4 * 2**20
+#: How much of the newest console text pexpect searches for a prompt. Left unset, it
+#: searches all output since the last prompt at every read (2,000 bytes at a time), which
+#: under a flood costs time quadratic in its length: half a host core after a minute.
+_SEARCH_WINDOW = 64 * 1024
+
 
 @dataclass(frozen=True)
 class Result:
@@ -70,8 +80,10 @@ class Guest:
         self.boot_seconds: float | None = None
         self._child: pexpect.spawn | None = None
         self._log_file = None
-        self._transcript: list[str] = []
+        self._transcript = _Transcript(keep=OUTPUT_KEPT)
         self._spawn_count = 0
+        #: Where the transcript stood when the current command was sent (see out_of_memory()).
+        self._command_mark = 0
         #: Labs run in this guest (LabResult), newest last: the plugin reports their times.
         self.lab_results: list = []
 
@@ -105,9 +117,9 @@ class Guest:
         env["TERM"] = "dumb"
         self._child = pexpect.spawn(
             argv[0], argv[1:], encoding="utf-8", codec_errors="replace", timeout=self.boot_timeout,
-            dimensions=(50, 250), env=env, preexec_fn=die_with_parent,
+            dimensions=(50, 250), env=env, preexec_fn=die_with_parent, searchwindowsize=_SEARCH_WINDOW,
         )
-        self._child.logfile_read = _Tee(self._log_file, self._transcript)
+        self._child.logfile_read = _Tee(self._log_file, self._transcript, child=self._child)
         try:
             self._expect([console.READY_MARKER], timeout=self.boot_timeout, what="boot",
                          error=BootTimeout)
@@ -154,15 +166,23 @@ class Guest:
         timeout = self.command_timeout if timeout is None else timeout
         started = time.monotonic()
         line = _encode(command)
+        dropped_before = self._transcript.dropped_output
+        self._command_mark = self._transcript.total
         child.sendline(line)
         try:
             self._expect([console.prompt_pattern(self.nonce)], timeout=timeout,
                          what=f"command {command!r}", error=CommandTimeout)
-        except CommandTimeout:
-            self._recover()
+        except CommandTimeout as timeout:
+            what = self._recover()
+            if what:
+                raise CommandTimeout(f"{timeout.message}; {what}", hint=timeout.hint, tail=timeout.tail,
+                                     log_path=timeout.log_path) from None
             raise
         status = int(child.match.group(1))
         output = console.clean(child.before)
+        dropped = self._transcript.dropped_output - dropped_before
+        if dropped:
+            output = f"[ebpf-lab: {dropped} characters of output before these were not kept; see {self.log_path}]\n" + output
         result = Result(command=command, returncode=status, output=output, duration=time.monotonic() - started)
         if check and not result.ok:
             raise GuestError(f"{self.label}: {command!r} exited with {status}: {console.tail(output, lines=5)}",
@@ -200,9 +220,18 @@ class Guest:
         self.run(f"base64 -d {shlex.quote(target)}.b64 > {shlex.quote(target)}", check=True, timeout=30)
         return target
 
+    def out_of_memory(self, *, since: int | None = None) -> list[str]:
+        """The processes the guest's OOM killer ended since transcript position *since*
+        (default: since the current or last command was sent), as ``comm (pid N)``."""
+        return console.oom_kills(self._transcript.since(self._command_mark if since is None else since))
+
+    def transcript_mark(self) -> int:
+        """A position in the transcript, for out_of_memory(since=...)."""
+        return self._transcript.total
+
     def transcript(self) -> str:
-        """Everything the console printed so far."""
-        return "".join(self._transcript)
+        """What the console printed so far: all of it, or its last OUTPUT_KEPT characters (the log has all)."""
+        return self._transcript.text()
 
     # -- internals --------------------------------------------------------------------
 
@@ -224,20 +253,26 @@ class Guest:
             self.close()
             raise GuestPanic(f"{self.label}: guest kernel panicked during {what}", tail=panic,
                              hint=f"see the console log {self.log_path}", log_path=str(self.log_path))
+        # The kernel's own words when memory ran out: a guest whose console shell the OOM
+        # killer ended powers off, and "QEMU exited" alone would not say why.
+        oom = self.out_of_memory()
+        why = f"; the guest ran out of memory (its OOM killer ended {', '.join(oom)})" if oom else ""
         if index == len(patterns) + 1:
             self.close()
-            raise GuestExited(f"{self.label}: QEMU exited during {what}", tail=tail,
+            raise GuestExited(f"{self.label}: QEMU exited during {what}{why}", tail=tail,
                               hint=f"see the console log {self.log_path}", log_path=str(self.log_path))
         last = tail.splitlines()[-1] if tail else "nothing"
-        raise error(f"{self.label}: {what} did not finish within {timeout:.0f}s (last console line: {last[:160]})",
+        raise error(f"{self.label}: {what} did not finish within {timeout:.0f}s (last console line: {last[:160]}){why}",
                     hint="raise the timeout (--boot-timeout/--command-timeout or EBPF_LAB_TIMEOUT_SCALE) "
                          f"or read {self.log_path}",
                     tail=tail, log_path=str(self.log_path))
 
-    def _recover(self) -> None:
-        """After a timed-out command: interrupt it; give up on the guest if the shell is gone."""
+    def _recover(self) -> str:
+        """After a timed-out command: interrupt it and kill what it left running; give up on
+        the guest if the shell is gone or the leftovers keep coming back. Returns what
+        happened, for the error, or "" when Ctrl-C was all it took."""
         if not self.alive:
-            return
+            return ""
         assert self._child is not None
         self._child.sendcontrol("c")
         # Resynchronise on a marker only a fresh command can print: waiting a fixed time for
@@ -245,11 +280,46 @@ class Guest:
         # would read the previous command's prompt and status.
         self._spawn_count += 1
         token = f"{self.nonce}-sync-{self._spawn_count}"
-        self._child.sendline(f"printf '%s-sync-%s\\n' {self.nonce} {self._spawn_count}")
+        self._child.sendline(f"{_KILL_LEFTOVERS}; printf '%s-sync-%s:%s:%s\\n' {self.nonce} {self._spawn_count}"
+                             " $ebpflab_n $ebpflab_k")
         try:
-            self._child.expect(re.escape(token) + r"\s*" + console.prompt_pattern(self.nonce), timeout=60)
+            # Between the counts and the prompt, bash may print its notices of the jobs killed.
+            self._child.expect(re.escape(token) + r":(\d+):(\d+)\s[\s\S]*?" + console.prompt_pattern(self.nonce),
+                               timeout=60)
         except (pexpect.TIMEOUT, pexpect.EOF):
             self.close()
+            return "the guest did not answer after Ctrl-C and was stopped"
+        killed, still = int(self._child.match.group(1)), int(self._child.match.group(2))
+        if still:
+            self.close()
+            return (f"it left processes that kept coming back ({killed} killed; a fork bomb?), "
+                    "so the guest was stopped")
+        return f"{killed} processes it left running were killed" if killed else ""
+
+
+#: Kills what a timed-out console command left behind: Ctrl-C reaches the foreground job
+#: only, and background jobs (a fork bomb, `sleep 1000 &`) would slow or break every later
+#: test on this guest. Processes of the console's session started after the shell are
+#: killed (zombies only wait to be reaped), in rounds until none is left (at most ten, then
+#: the guest is given up), with builtins only: under a fork bomb a fork may never succeed.
+#: The session's leader (su) started before the shell; spawned tracers have sessions of their own.
+_KILL_LEFTOVERS = (
+    "read -r ebpflab_l 2>/dev/null < /proc/$$/stat; ebpflab_a=(${ebpflab_l##*) }); ebpflab_g=${ebpflab_a[3]};"
+    " ebpflab_t=${ebpflab_a[19]}; ebpflab_n=0; for ebpflab_r in 1 2 3 4 5 6 7 8 9 10; do ebpflab_k=0;"
+    " for ebpflab_f in /proc/[0-9]*/stat; do read -r ebpflab_l 2>/dev/null < $ebpflab_f || continue;"
+    " ebpflab_a=(${ebpflab_l##*) }); ebpflab_p=${ebpflab_f#/proc/}; ebpflab_p=${ebpflab_p%/stat};"
+    " [ \"${ebpflab_a[3]}\" = \"$ebpflab_g\" ] && [ \"${ebpflab_a[19]}\" -gt \"$ebpflab_t\" ] && [ $ebpflab_p != $$ ]"
+    " && [ \"${ebpflab_a[0]}\" != Z ]"
+    " && kill -9 $ebpflab_p 2>/dev/null && ebpflab_k=$((ebpflab_k+1)); done; ebpflab_n=$((ebpflab_n+ebpflab_k));"
+    " [ $ebpflab_k = 0 ] && break; done"
+)
+
+
+#: Bytes of a spawned process's output one poll brings over the console (a second or two of
+#: it): a program printing faster than the console carries would otherwise make every poll
+#: longer than the last, until one outlasted its timeout (a lab check of such a program took
+#: three minutes to say only "no output matching").
+POLL_CHUNK = 256 * 1024
 
 
 class Process:
@@ -265,10 +335,13 @@ class Process:
         self.returncode: int | None = None
         self._on_output = on_output
         self._closed = False
+        #: Bytes the process has printed that were not brought over yet (a program that
+        #: prints faster than the console carries falls behind, and the verdict says so).
+        self.backlog = 0
 
     @property
     def output(self) -> str:
-        """Everything the process printed so far (as of the last poll)."""
+        """What the process printed so far (as of the last poll; its last OUTPUT_KEPT characters)."""
         return self._output
 
     @property
@@ -278,10 +351,12 @@ class Process:
 
     def poll(self) -> int | None:
         """Fetch new output; return the exit status once the process has ended."""
-        answer = self.guest.run(guest_shell.poll(out=self._out, size=self._size, nonce=self.guest.nonce), timeout=60)
+        answer = self.guest.run(guest_shell.poll(out=self._out, size=self._size, nonce=self.guest.nonce,
+                                                 chunk=POLL_CHUNK), timeout=60)
         new, size, status = console.parse_poll(answer.output, nonce=self.guest.nonce)
+        self.backlog = console.poll_backlog(answer.output, nonce=self.guest.nonce)
         if new:
-            self._output += new
+            self._output = (self._output + new)[-OUTPUT_KEPT:]
             if self._on_output is not None:
                 self._on_output(new)
         self._size = size
@@ -360,15 +435,56 @@ def _encode(command: str) -> str:
     return f"eval \"$(echo {encoded} | base64 -d)\""
 
 
-class _Tee:
-    """pexpect's logfile: the transcript on disk and in memory."""
+class _Transcript:
+    """Console text in memory: the newest *keep* characters, in chunks as they came."""
 
-    def __init__(self, file, chunks: list[str]) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *, keep: int) -> None:
+        self._keep = keep
+        self._chunks: list[str] = []
+        self._size = 0
+        #: Characters ever appended: a mark for since().
+        self.total = 0
+        #: Characters of command output pexpect was made to forget (see _Tee).
+        self.dropped_output = 0
+
+    def append(self, text: str) -> None:
+        self._chunks.append(text)
+        self._size += len(text)
+        self.total += len(text)
+        if self._size > 2 * self._keep:  # Trimmed at twice the size: amortized O(1) per chunk.
+            kept = "".join(self._chunks)[-self._keep:]
+            self._chunks, self._size = [kept], len(kept)
+
+    def text(self) -> str:
+        return "".join(self._chunks)[-self._keep:]
+
+    def since(self, mark: int) -> str:
+        """What was appended after *total* was *mark* (as much of it as is kept)."""
+        return self.text()[-(self.total - mark):] if self.total > mark else ""
+
+
+class _Tee:
+    """pexpect's logfile: the transcript on disk and in memory, and a bound on pexpect's own.
+
+    pexpect keeps all output since the last match for ``child.before``, which has no
+    bound of its own; it is cut here to its newest half of OUTPUT_KEPT when it outgrows
+    that (through pexpect's private ``_before``, which every 4.x release has: without it
+    only the bound is lost).
+    """
+
+    def __init__(self, file, transcript: _Transcript, *, child: pexpect.spawn) -> None:  # type: ignore[no-untyped-def]
         self._file = file
-        self._chunks = chunks
+        self._transcript = transcript
+        self._child = child
 
     def write(self, text: str) -> None:
-        self._chunks.append(text)
+        self._transcript.append(text)
+        before = getattr(self._child, "_before", None)
+        if before is not None and before.tell() > OUTPUT_KEPT:
+            kept = before.getvalue()[-OUTPUT_KEPT // 2:]
+            self._transcript.dropped_output += before.tell() - len(kept)
+            self._child._before = self._child.buffer_type()
+            self._child._before.write(kept)
         self._file.write(text)
         # Flushed as it comes: the log is what a user reads while a guest hangs.
         self._file.flush()

@@ -23,7 +23,7 @@ from lab.kernels import rootfs as rootfs_mod
 from lab.kernels.arches import host_arch
 from lab.kernels.catalog import KernelSpec
 from lab.kernels.fetch import KernelFiles, Progress, fetch
-from lab.settings import guest_cpus, logs_dir
+from lab.settings import guest_cpus, logs_dir, sized_guest_memory
 
 _serial = itertools.count(1)
 
@@ -94,9 +94,14 @@ def check_host(kernel: Kernel) -> None:
 
 
 def new_guest(kernel: Kernel, *, accel: accel_mod.Accel, timeouts: Timeouts, append: tuple[str, ...] = (),
-              log_path: Path | None = None, memory: str = "2G") -> Guest:
-    """A Guest for *kernel*, not booted yet."""
+              log_path: Path | None = None, memory: str | None = None, progress: Progress = lambda _: None) -> Guest:
+    """A Guest for *kernel*, not booted yet; its memory is sized from the host unless *memory* is given,
+    and *progress* hears one line when that makes it smaller than usual."""
     check_host(kernel)
+    if memory is None:
+        memory, note = sized_guest_memory()
+        if note:
+            progress(note)
     if log_path is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         log_path = logs_dir() / f"{kernel.id}-{stamp}-{os.getpid()}-{next(_serial)}.log"
@@ -104,11 +109,12 @@ def new_guest(kernel: Kernel, *, accel: accel_mod.Accel, timeouts: Timeouts, app
     return Guest(config=config, log_path=log_path, timeouts=timeouts, label=kernel.id)
 
 
-def vm_config(kernel: Kernel, *, accel: accel_mod.Accel, append: tuple[str, ...] = (), memory: str = "2G",
+def vm_config(kernel: Kernel, *, accel: accel_mod.Accel, append: tuple[str, ...] = (), memory: str | None = None,
               interactive: bool = False) -> VMConfig:
     """How *kernel* boots: on the host's root, or from its own root disk with the lab package shared;
     with the console shell for pexpect, or (*interactive*) one for a person (``lab shell``)."""
     kernel = with_rootfs(kernel)
+    memory = memory or sized_guest_memory()[0]
     if kernel.rootfs is None:
         return VMConfig(image=kernel.files.image, arch=kernel.spec.arch, kvm=accel.kvm, append=append, memory=memory,
                         cpus=guest_cpus(kvm=accel.kvm), cached_dirs=(kernel.files.root,) if kernel.spec.source != "local" else (),

@@ -27,16 +27,20 @@ def spawn(command: str, *, out: str) -> str:
             f" for i in $(seq 300); do [ -s {pid} ] && break; sleep 0.1; done; cat {pid}")
 
 
-def poll(*, out: str, size: int, nonce: str) -> str:
-    """Print what a :func:`spawn`-ed process wrote to *out* after its first *size* bytes, then
-    a line ``NONCE:SIZE:STATUS`` (status empty while it runs); see ``console.parse_poll``.
+def poll(*, out: str, size: int, nonce: str, chunk: int = 256 * 1024) -> str:
+    """Print what a :func:`spawn`-ed process wrote to *out* after its first *size* bytes, at most
+    *chunk* of them, then a line ``NONCE:END:STATUS:BACKLOG`` (see ``console.parse_poll`` and
+    ``console.poll_backlog``): where this answer ends, the exit status (empty while it runs, and
+    until its last bytes came over), and how many bytes are still waiting.
 
     The status is read first: once it exists the process has written all its output, so the
     size read after it is final (read the other way round, the last lines could be lost).
     """
     output, rc = shlex.quote(out), shlex.quote(out + ".rc")
-    return (f"r=$(cat {rc} 2>/dev/null); s=$(stat -c %s {output}); tail -c +{size + 1} {output} | head -c $((s-{size}));"
-            f" printf '\\n%s:%s:%s\\n' {shlex.quote(nonce)} \"$s\" \"$r\"")
+    end = size + chunk
+    return (f"r=$(cat {rc} 2>/dev/null); s=$(stat -c %s {output}); e=$((s > {end} ? {end} : s));"
+            f" [ $e -lt $s ] && r=; tail -c +{size + 1} {output} | head -c $((e-{size}));"
+            f" printf '\\n%s:%s:%s:%s\\n' {shlex.quote(nonce)} \"$e\" \"$r\" $((s-e))")
 
 
 def stop(pid: int) -> str:

@@ -2,7 +2,7 @@
 
 Every host program ebpf-lab runs to completion (apt-get, dpkg-deb, mmdebstrap, mkfs.ext4,
 virtme-ng's dry runs) goes through run(). Guests are not run here: they are long-lived
-and talked to through pexpect (lab/guest.py).
+and talked to through pexpect (lab/guest/guest.py).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def run(argv: list[str], *, what: str, timeout: float, error: type[LabError] = H
                              hint=_timeout_hint(timeout_hint), exit_code=error.exit_code) from None
     except BaseException:
         # Ctrl-C or SIGTERM: subprocess.run would give the child only 0.25 s, and callers
-        # then delete the tree it may still be writing into (lab/fetch.py), so wait until
+        # then delete the tree it may still be writing into (lab/kernels/fetch.py), so wait until
         # it is really gone.
         proc.kill()
         proc.wait()

@@ -147,6 +147,11 @@ class PrivateApt:
             "-o", f"APT::Architectures={self.arch}",
             "-o", "Acquire::Languages=none",
             "-o", "Acquire::Retries=3",
+            # A mirror that accepts connections and never answers: 15 s without a byte fails an
+            # attempt. apt makes two per try, so with the retries above a stalled mirror is
+            # reported after two minutes; with apt's default (30 s here) it took four.
+            "-o", "Acquire::http::Timeout=15",
+            "-o", "Acquire::https::Timeout=15",
             "-o", "APT::Get::AllowUnauthenticated=false",
             "-o", "Debug::NoLocking=true",
         ]
@@ -170,9 +175,12 @@ class PrivateApt:
                              cwd=cwd, env={**os.environ, "LC_ALL": "C"}, check=False, error=FetchError,
                              timeout_hint=network)
         if result.returncode != 0:
+            reason, verification = describe_failure(result.stdout + "\n" + result.stderr)
             raise FetchError(
-                f"{argv[0]} {verb} failed for {' '.join(self.suites)}/{self.arch}: {failure_line(result)}",
-                hint=network,
+                f"{argv[0]} {verb} failed for {' '.join(self.suites)}/{self.arch}: {reason}",
+                hint=(f"the Debian mirror {self.mirror} served files that fail apt's verification (a broken "
+                      f"mirror, or a proxy that changes files): try again later, or set {MIRROR_ENV} to another mirror"
+                      if verification else network),
             )
         return result.stdout + result.stderr if with_stderr else result.stdout
 
@@ -254,6 +262,28 @@ def parse_update_errors(text: str) -> list[str]:
             detail = lines[index + 1].strip() if index + 1 < len(lines) and lines[index + 1].startswith(" ") else ""
             reasons.append(detail or line.strip())
     return reasons
+
+
+#: apt's words when what it downloaded is not what the signed Release file vouches for.
+_VERIFICATION = ("Hash Sum mismatch", "signatures were invalid", "BADSIG", "is not signed", "File has unexpected size")
+
+
+def describe_failure(text: str) -> tuple[str, bool]:
+    """Why apt failed, in one line, from its output; and whether it was a verification failure. Pure.
+
+    apt names the file on an ``Err:`` line and says why on the indented line below it
+    (``Hash Sum mismatch``, ``BADSIG ...``): both, for the first failure. Else its last
+    ``E:``/``W:`` line.
+    """
+    lines = [line for line in text.splitlines() if line.strip()]
+    verification = any(word in text for word in _VERIFICATION)
+    for index, line in enumerate(lines):
+        if line.startswith("Err:"):
+            what = line.split(None, 1)[1] if " " in line else line
+            detail = lines[index + 1].strip() if index + 1 < len(lines) and lines[index + 1].startswith(" ") else ""
+            return (f"{what}: {detail}" if detail else what), verification
+    last = next((line for line in reversed(lines) if line.startswith(("E:", "W:"))), lines[-1] if lines else "")
+    return last.strip(), verification
 
 
 def parse_sha256s(text: str) -> dict[str, str]:

@@ -8,7 +8,6 @@ serialize on a lock; the second finds the first one's result.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -20,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import FetchError
-from lab.host import process, tools
+from lab.host import integrity, process, tools
+from lab.host.integrity import sha256_of
 from lab.host.locks import file_lock
 from lab.kernels.apt import PrivateApt, system_mirror
 from lab.kernels.catalog import KernelSpec
@@ -72,36 +72,63 @@ def kernel_dir(spec: KernelSpec) -> Path:
 
 
 #: Bumped when the unpacked layout changes, so older cache entries are fetched again.
-FORMAT = 2
+#: 3: the manifest records the image's sha256 and is sealed (lab/host/integrity.py).
+FORMAT = 3
+#: Format 2 trees lack only the checksums: they are hashed once and recorded instead of
+#: fetched again (each kernel is ~100 MiB of downloads and half a minute; a CI cache holds
+#: six). A file damaged before that first check passes unseen, as it did before.
+UNSEALED_FORMAT = 2
+MANIFEST = "kernel.json"
 #: What to do when a step of unpacking fails.
 UNPACK_HINT = "run 'lab fetch' again; the download is checked and replaced"
 
 
 def cached(spec: KernelSpec) -> KernelFiles | None:
-    """The cached kernel for *spec*, or None when it has not been fetched (or is damaged)."""
+    """The cached kernel for *spec*, or None when it has not been fetched (or is damaged).
+
+    Cheap enough for every listing and test report: the manifest's seal and the image's
+    size are checked, not its checksum (fetch() does that, before every boot).
+    """
+    return inspect(spec, thorough=False)[0]
+
+
+def inspect(spec: KernelSpec, *, thorough: bool) -> tuple[KernelFiles | None, str | None]:
+    """(the cached kernel, None); or (None, what is damaged); or (None, None) when nothing is cached.
+
+    With *thorough* the image is hashed too: 8-30 MiB, some 20-60 ms before a boot.
+    """
     if spec.source == "local":
-        return local_kernel(spec)
-    manifest = kernel_dir(spec) / "kernel.json"
+        return local_kernel(spec), None
+    manifest = kernel_dir(spec) / MANIFEST
     if not manifest.is_file():
-        return None
+        return None, None
     try:
+        data = json.loads(manifest.read_text())
         files = KernelFiles.load(manifest)
-        if json.loads(manifest.read_text()).get("format", 1) < FORMAT:
-            return None
-    except (OSError, ValueError, KeyError):
-        return None
-    if not files.image.is_file():
-        return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None, f"cached manifest {MANIFEST} is unreadable"
+    if not isinstance(data.get("format"), int) or data["format"] < UNSEALED_FORMAT:
+        return None, "cached entry is of an older layout"
+    legacy = data["format"] == UNSEALED_FORMAT and not integrity.is_sealed(data)
+    if not legacy and not integrity.seal_holds(data):
+        return None, f"cached manifest {MANIFEST} does not match its checksum (edited after the fetch?)"
     if files.modules is not None and not files.modules.is_dir():
-        return None
+        return None, "cached modules directory is missing"
+    damage, _ = integrity.check_file(files.image, what="image", size=data.get("image_size"),
+                                     sha256=data.get("image_sha256") if thorough else None)
+    if damage:
+        return None, damage
+    if legacy and thorough:
+        _seal_legacy(manifest, data, image=files.image)
+    return files, None
+
+
+def _seal_legacy(manifest: Path, data: dict, *, image: Path) -> None:
+    """Record a format 2 entry's image checksum, once (see UNSEALED_FORMAT)."""
     try:
-        # A truncated image (disk full, a tree copied by hand) is caught by its recorded size.
-        expected = json.loads(manifest.read_text()).get("image_size")
-        if expected is not None and files.image.stat().st_size != expected:
-            return None
-    except (OSError, ValueError, AttributeError):
-        return None
-    return files
+        integrity.write_manifest(manifest, {**data, "format": FORMAT, "image_sha256": integrity.sha256_of(image)})
+    except OSError as error:  # A read-only cache is checked by size alone, as before.
+        log.info("cannot record the checksum of %s: %s", image, error)
 
 
 def local_kernel(spec: KernelSpec) -> KernelFiles:
@@ -195,12 +222,14 @@ def fetch(spec: KernelSpec, *, progress: Progress = lambda _: None) -> KernelFil
     """Make *spec* available in the cache and return it; downloads only what is missing."""
     if spec.source == "local":
         return local_kernel(spec)
-    found = cached(spec)
+    found, damage = inspect(spec, thorough=True)
     if found:
         return found
+    if damage:
+        progress(f"kernel {spec.id}: {damage}; fetching it again")
     dest = kernel_dir(spec)
-    with file_lock(dest.parent / f".{spec.id}.lock", what=f"fetching kernel {spec.id}"):
-        found = cached(spec)  # Another process may have finished it while we waited.
+    with file_lock(dest.parent / f".{spec.id}.lock", what=f"fetching kernel {spec.id}", on_wait=progress):
+        found, _ = inspect(spec, thorough=True)  # Another process may have finished it while we waited.
         if found:
             return found
         if dest.exists():
@@ -227,7 +256,13 @@ def _fetch_locked(spec: KernelSpec, *, dest: Path, progress: Progress) -> Kernel
     # apt-get download verifies what it downloads against the signed index, but keeps a file
     # already present when only its size matches: check those against the index's SHA256 first.
     _clear_stale_debs(debs_dir, packages, apt=apt)
-    debs = apt.download([p for p in packages], dest=debs_dir)
+    try:
+        debs = apt.download([p for p in packages], dest=debs_dir)
+    except FetchError:
+        # Keep only complete, verified packages: apt leaves .FAILED files after a hash
+        # mismatch, and partial ones under their final names after a cut connection.
+        _clear_stale_debs(debs_dir, packages, apt=apt)
+        raise
     tmp = dest.parent / f".{spec.id}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -287,12 +322,6 @@ def _clear_stale_debs(debs_dir: Path, packages: list[str], *, apt: PrivateApt) -
             deb.unlink()
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def find_image(root: Path) -> tuple[Path, str]:
@@ -375,10 +404,10 @@ def _finish_tree(spec: KernelSpec, *, tmp: Path, packages: list[str]) -> KernelF
     version = next((p.split("=", 1)[1] for p in packages if p.startswith(("linux-image-", "linux-binary-"))), "")
     manifest = {
         "id": spec.id, "release": release, "version": version,
-        "image": str(image.relative_to(tmp)), "image_size": image.stat().st_size,
+        "image": str(image.relative_to(tmp)), "image_size": image.stat().st_size, "image_sha256": sha256_of(image),
         "modules": str(modules.relative_to(tmp)) if modules else None,
         "format": FORMAT, "packages": packages, "size": size, "fetched": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     # Written last: its presence is what marks the tree complete.
-    (tmp / "kernel.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return KernelFiles.load(tmp / "kernel.json")
+    integrity.write_manifest(tmp / MANIFEST, manifest)
+    return KernelFiles.load(tmp / MANIFEST)

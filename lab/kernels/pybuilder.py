@@ -96,7 +96,7 @@ def cached(*, suite: str, arch: Arch, version: str) -> Builder | None:
 
 def ensure(*, suite: str, version: str, unpack: Callable[[Path], None]) -> Builder:
     """Python *version* from *suite* for the host, unpacked on first use by *unpack*(tree)
-    (lab/rootfs.py's mmdebstrap of packages(version))."""
+    (lab/kernels/rootfs.py's mmdebstrap of packages(version))."""
     arch = host_arch()
     dest = builder_dir(suite=suite, arch=arch, version=version)
 

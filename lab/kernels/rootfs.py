@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import FetchError, ProcessTimeout
-from lab.host import process, tools
+from lab.host import integrity, process, tools
 from lab.host.locks import fill_once
 from lab.kernels import pybuilder
 from lab.kernels.apt import KEYRING, failure_line, system_mirror
@@ -93,6 +93,10 @@ class RootFS:
                    kernel_image=root / data["kernel_image"], size=data.get("size", 0))
 
 
+#: The manifest, written last: its presence marks a complete build.
+MANIFEST = "rootfs.json"
+
+
 def rootfs_name(*, suite: str, arch: Arch, kernel_id: str) -> str:
     return f"{suite}-{arch.debian}-{kernel_id}"
 
@@ -102,29 +106,75 @@ def rootfs_dir(name: str) -> Path:
 
 
 def cached(name: str) -> RootFS | None:
-    manifest = rootfs_dir(name) / "rootfs.json"
+    """The cached root filesystem *name*, or None when it was not built or is damaged."""
+    return inspect(name)[0]
+
+
+def inspect(name: str) -> tuple[RootFS | None, str | None]:
+    """(the root filesystem, None); or (None, what is damaged); or (None, None) when none was built.
+
+    The kernel image is hashed every time (8-30 MiB; it is a hard link to the kernel
+    cache's, so damage there shows here too). The disk is ~600 MiB, some 2-3 s to hash, at
+    every boot: it is hashed in full only when its (size, mtime, inode) differ from those
+    recorded at its last full check, which any rewrite, truncation, copy or replacement of
+    the file changes; the guest opens it read-only, so a boot never does. What this misses
+    is damage that keeps all three (bit rot, a tool that restores mtimes), which the size
+    check alone missed before.
+    """
+    manifest = rootfs_dir(name) / MANIFEST
     if not manifest.is_file():
-        return None
+        return None, None
     try:
         data = json.loads(manifest.read_text())
         found = RootFS.load(manifest)
-    except (OSError, ValueError, KeyError):
-        return None
-    if data.get("layout") != LAYOUT or not found.disk.is_file() or not found.kernel_image.is_file():
-        return None
-    return found
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None, f"cached manifest {MANIFEST} is unreadable"
+    if data.get("layout") != LAYOUT:
+        return None, "cached root filesystem is of an older layout"
+    # Built before checksums: hashed once and recorded below, not built again (minutes each).
+    legacy = not integrity.is_sealed(data)
+    if not legacy and not integrity.seal_holds(data):
+        return None, f"cached manifest {MANIFEST} does not match its checksum (edited after the build?)"
+    if not found.busybox.is_file():
+        return None, "cached busybox is missing"
+    damage, image_stamp = integrity.check_file(found.kernel_image, what="kernel image", size=None,
+                                               sha256=data.get("kernel_image_sha256"))
+    if damage:
+        return None, damage
+    verified = data.get("verified", {}).get("disk")
+    damage, disk_stamp = integrity.check_file(found.disk, what="disk image", size=data.get("size"),
+                                              sha256=data.get("disk_sha256"), verified=verified)
+    if damage:
+        return None, damage
+    if legacy:
+        _record(manifest, {**data, "disk_sha256": integrity.sha256_of(found.disk),
+                           "kernel_image_sha256": integrity.sha256_of(found.kernel_image),
+                           "verified": {"disk": integrity.stamp(found.disk)}})
+    elif disk_stamp is not None:
+        _record(manifest, {**data, "verified": {"disk": disk_stamp}})
+    return found, None
+
+
+def _record(manifest: Path, data: dict) -> None:
+    try:
+        integrity.write_manifest(manifest, data)
+    except OSError as error:  # A read-only cache is hashed in full each time instead.
+        log.info("cannot record the check of %s: %s", manifest, error)
 
 
 def ensure(*, suite: str, arch: Arch, kernel: KernelFiles, progress: Progress = lambda _: None) -> RootFS:
-    """The rootfs for (*suite*, *arch*) with *kernel* inside, built on first use."""
+    """The rootfs for (*suite*, *arch*) with *kernel* inside, built on first use (and again when damaged)."""
     name = rootfs_name(suite=suite, arch=arch, kernel_id=kernel.id)
-    found = cached(name)
+    found, damage = inspect(name)
     if found:
         return found
+    if damage:
+        progress(f"root filesystem {name}: {damage}; building it again")
     dest = rootfs_dir(name)
     fill_once(dest, what=f"building root filesystem {name}", ready=lambda: cached(name) is not None,
-              fill=lambda out: _build(name=name, suite=suite, arch=arch, kernel=kernel, out=out, progress=progress))
-    return RootFS.load(dest / "rootfs.json")
+              fill=lambda out: _build(name=name, suite=suite, arch=arch, kernel=kernel, out=out, progress=progress),
+              on_wait=progress)
+    return RootFS.load(dest / MANIFEST)
 
 
 def _build(*, name: str, suite: str, arch: Arch, kernel: KernelFiles, out: Path, progress: Progress) -> None:
@@ -167,11 +217,14 @@ def finish(*, name: str, suite: str, arch: Arch, kernel: KernelFiles, out: Path,
         "name": name, "layout": LAYOUT, "suite": suite, "arch": arch.debian, "kernel": kernel.id,
         "release": kernel.release, "disk": disk.name, "busybox": str(busybox.relative_to(out)),
         "kernel_image": str(image.relative_to(out)), "size": disk.stat().st_size,
+        "disk_sha256": integrity.sha256_of(disk), "kernel_image_sha256": integrity.sha256_of(image),
+        # Renaming the build directory into place keeps inode and mtime: this check holds after it.
+        "verified": {"disk": integrity.stamp(disk)},
         "unpack_seconds": round(unpack_seconds, 1), "finish_seconds": round(time.monotonic() - started, 1),
         "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     # Written last: its presence is what marks the rootfs complete.
-    (out / "rootfs.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    integrity.write_manifest(out / MANIFEST, manifest)
 
 
 def _mmdebstrap(argv: list[str], *, what: str, timeout: float) -> None:
@@ -187,6 +240,8 @@ def mmdebstrap_command(*, suite: str, arch: Arch, target: Path, mirror: str,
         "mmdebstrap", "--variant=extract", f"--architectures={arch.debian}",
         f"--include={','.join(packages)}", f"--keyring={KEYRING}",
         "--aptopt=Acquire::Retries=3", "--aptopt=Acquire::Languages=none",
+        # As in lab/apt.py: 15 s without a byte fails an attempt, not apt's 30 s.
+        "--aptopt=Acquire::http::Timeout=15",
         # No documentation: smaller image, fewer files for mkfs.
         "--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr/share/man/*",
         "--dpkgopt=path-exclude=/usr/share/locale/*",

@@ -13,14 +13,19 @@ import re
 import shlex
 import time
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.errors import CatalogError, CommandTimeout, LabFailure, UsageError
 from lab.guest import console
 from lab.guest import shell as guest_shell
-from lab.guest.guest import Guest, OutputSink, ProcessEnded
+from lab.guest.guest import (
+    POLL_CHUNK,
+    Guest,
+    OutputSink,
+    ProcessEnded,
+)
 from lab.host.resources import package_dir
 
 LABS_DIR = package_dir("lab.labs")
@@ -169,9 +174,10 @@ def run_lab(guest: Guest, lab: Lab, *, program: Path | None = None, python: str 
     guest.run(f"cd {shlex.quote(guest.guest_path(lab.directory) or '/tmp')}")
     # No `exec`: the spawn script's `echo $? > rc` after the command must run, or a program
     # that dies (a compile error) is only noticed when the attach timeout runs out.
+    mark = guest.transcript_mark()
     process = guest.spawn(shlex.join([python, guest.visible_path(program)]), on_output=on_output)
     try:
-        _wait_ready(guest, lab, process, timeout=attach_timeout or guest.timeouts.attach)
+        _wait_ready(guest, lab, process, timeout=attach_timeout or guest.timeouts.attach, mark=mark)
         attached = time.monotonic()
         for command in lab.trigger:
             guest.run(command, timeout=60)
@@ -179,11 +185,15 @@ def run_lab(guest: Guest, lab: Lab, *, program: Path | None = None, python: str 
             match = process.expect(lab.expect, timeout=lab.expect_timeout * guest.timeouts.expect_scale)
         except ProcessEnded as exc:
             output = exc.process.output
-            kind, what = _exit_kind(output, returncode=exc.process.returncode)
+            kind, what = _exit_kind(output, returncode=exc.process.returncode, oom=guest.out_of_memory(since=mark))
             raise _failure(lab, kind, f"{what} before printing what the lab expects", output) from None
         except CommandTimeout:
             kind = "wrong_output" if process.output.strip() else "no_output"
-            raise _failure(lab, kind, f"no output matching {lab.expect!r} after the trigger", process.output) from None
+            what = f"no output matching {lab.expect!r} after the trigger"
+            if process.backlog > POLL_CHUNK:
+                what += (f"; it printed faster than the console carries ({process.backlog / 2**20:.1f} MiB"
+                         " not read yet; below are the last lines read)")
+            raise _failure(lab, kind, what, process.output) from None
         traced = time.monotonic()
         if lab.checker is not None:
             time.sleep(1.0)
@@ -207,7 +217,7 @@ def run_lab(guest: Guest, lab: Lab, *, program: Path | None = None, python: str 
     return result
 
 
-def _wait_ready(guest: Guest, lab: Lab, process, *, timeout: float) -> None:  # type: ignore[no-untyped-def]
+def _wait_ready(guest: Guest, lab: Lab, process, *, timeout: float, mark: int = 0) -> None:  # type: ignore[no-untyped-def]
     # The guest waits for itself, in one console command: polling from the host cost two
     # console round trips and a few processes per check, and under TCG that slowed the very
     # compile it was waiting for (a hello lab spent 4 s more with 1 s polls).
@@ -218,14 +228,20 @@ def _wait_ready(guest: Guest, lab: Lab, process, *, timeout: float) -> None:  # 
         return
     if process.poll() is not None:
         output = process.output
-        kind, what = _exit_kind(output, returncode=process.returncode)
+        kind, what = _exit_kind(output, returncode=process.returncode, oom=guest.out_of_memory(since=mark))
         raise _failure(lab, kind, what if kind != "exited" else f"{what} before attaching its probes", output)
     raise _failure(lab, "not_ready", f"probes not attached within {timeout:.0f}s (readiness check: {lab.ready})",
                    process.output)
 
 
-def _exit_kind(output: str, *, returncode: int | None) -> tuple[str, str]:
-    """Why a program ended on its own: (failure kind, what to tell the student)."""
+def _exit_kind(output: str, *, returncode: int | None, oom: Sequence[str] = ()) -> tuple[str, str]:
+    """Why a program ended on its own: (failure kind, what to tell the student).
+
+    *oom* names the processes the guest's OOM killer ended meanwhile: a program it killed
+    (status 137, SIGKILL) printed nothing about it, and the kernel's line says why.
+    """
+    if oom and returncode == 137:
+        return "exited", f"the program was killed by the guest kernel's OOM killer ({', '.join(oom)}): it ran out of memory"
     if console.compile_error(output):
         return "compile", "the BPF program does not compile"
     # BCC's words when the verifier or the kernel refuses the program, or the probe's target is wrong.

@@ -3,8 +3,11 @@ guest console of a failing test, and the kernel x test table at the end."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
+from lab import settings
 from lab.boot import accel as accel_mod
 from lab.guest import console
 from lab.guest.kernel import needs_rootfs
@@ -28,7 +31,17 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     files = cached(native) if native else None
     verdict = accel_mod.detect(probe_image=files.image if files else None)
     lines.append(f"ebpf-lab accelerator: {verdict.name.upper()} ({verdict.reason})")
+    lines.append(f"ebpf-lab guest memory: {_memory_line(config)}")
     return lines
+
+
+def _memory_line(config: pytest.Config) -> str:
+    if os.environ.get(settings.MEMORY_ENV):
+        return f"{os.environ[settings.MEMORY_ENV]} each (${settings.MEMORY_ENV})"
+    workers = getattr(config.option, "numprocesses", None)
+    sized = settings.guest_memory(available_mib=settings.available_memory_mib(),
+                                  guests=workers if isinstance(workers, int) and workers > 0 else 1)
+    return sized.note or f"{sized.mib} MiB each"
 
 
 def _label(item: pytest.Item) -> None:
