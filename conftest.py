@@ -31,6 +31,8 @@ GUEST_FIXTURES = ("vm", "kernel", "started")
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "guest: boots a guest or fetches a kernel (minutes under TCG); "
                                        "-m 'not guest' leaves them out")
+    config.addinivalue_line("markers", "slow: a fault that takes minutes to inject (a root filesystem build, a "
+                                       "stalled mirror); -m 'not slow' leaves them out")
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker

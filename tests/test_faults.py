@@ -522,6 +522,7 @@ def test_lab_check_names_what_a_misbehaving_program_did(tmp_path, behaviour, ver
 # -- the network says no -------------------------------------------------------------------------
 
 
+@pytest.mark.guest  # fetches through apt from a mirror of its own: seconds to minutes
 @pytest.mark.parametrize("fault, says, within", [
     ("tamper-release", "bookworm InRelease: The following signatures were invalid: BADSIG", 60),
     ("tamper-index", "bookworm/main amd64 Packages: Hash Sum mismatch", 60),
