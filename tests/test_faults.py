@@ -30,7 +30,7 @@ from lab.boot.config import LAB_PACKAGE
 from lab.errors import CommandTimeout, GuestError
 from lab.guest import console
 from lab.guest import kernel as session
-from lab.guest.guest import OUTPUT_KEPT
+from lab.guest.transcript import OUTPUT_KEPT
 from lab.host import integrity
 from lab.kernels import apt, rootfs
 

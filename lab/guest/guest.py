@@ -16,7 +16,6 @@ import secrets
 import shlex
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,22 +25,17 @@ from lab.boot.config import VMConfig, check_files, guest_path
 from lab.errors import BootTimeout, CommandTimeout, GuestError, GuestExited, GuestPanic
 from lab.guest import console
 from lab.guest import shell as guest_shell
+from lab.guest.background import OutputSink, Process
 from lab.guest.timeouts import Timeouts, timeouts_for
+from lab.guest.transcript import OUTPUT_KEPT, Tee, Transcript
 from lab.host import tools
 
 log = logging.getLogger(__name__)
 
-#: Called with each chunk of text a spawned process prints (for live display).
-OutputSink = Callable[[str], None]
 
 # The tty's canonical line buffer is 4096 bytes; longer lines are truncated by the guest kernel.
 _MAX_LINE = 3800
 
-#: Characters of console text, of one command's output and of a spawned process's output
-#: kept in memory; the console log file has everything. A guest that floods its console
-#: (`yes`, a program printing in a loop) sends some 200 KiB/s for as long as the command
-#: timeout allows: kept whole, a session's memory would grow by that for every flood.
-OUTPUT_KEPT = 4 * 2**20
 #: How much of the newest console text pexpect searches for a prompt. Left unset, it
 #: searches all output since the last prompt at every read (2,000 bytes at a time), which
 #: under a flood costs time quadratic in its length: half a host core after a minute.
@@ -80,7 +74,7 @@ class Guest:
         self.boot_seconds: float | None = None
         self._child: pexpect.spawn | None = None
         self._log_file = None
-        self._transcript = _Transcript(keep=OUTPUT_KEPT)
+        self._transcript = Transcript(keep=OUTPUT_KEPT)
         self._spawn_count = 0
         #: Where the transcript stood when the current command was sent (see out_of_memory()).
         self._command_mark = 0
@@ -119,7 +113,7 @@ class Guest:
             argv[0], argv[1:], encoding="utf-8", codec_errors="replace", timeout=self.boot_timeout,
             dimensions=(50, 250), env=env, preexec_fn=die_with_parent, searchwindowsize=_SEARCH_WINDOW,
         )
-        self._child.logfile_read = _Tee(self._log_file, self._transcript, child=self._child)
+        self._child.logfile_read = Tee(self._log_file, self._transcript, child=self._child)
         try:
             self._expect([console.READY_MARKER], timeout=self.boot_timeout, what="boot",
                          error=BootTimeout)
@@ -315,115 +309,6 @@ _KILL_LEFTOVERS = (
 )
 
 
-#: Bytes of a spawned process's output one poll brings over the console (a second or two of
-#: it): a program printing faster than the console carries would otherwise make every poll
-#: longer than the last, until one outlasted its timeout (a lab check of such a program took
-#: three minutes to say only "no output matching").
-POLL_CHUNK = 256 * 1024
-
-
-class Process:
-    """A background process in the guest (a tracer): poll its output, wait for patterns."""
-
-    def __init__(self, *, guest: Guest, command: str, pid: int, out: str, on_output: OutputSink | None) -> None:
-        self.guest = guest
-        self.command = command
-        self.pid = pid
-        self._out = out
-        self._size = 0
-        self._output = ""
-        self.returncode: int | None = None
-        self._on_output = on_output
-        self._closed = False
-        #: Bytes the process has printed that were not brought over yet (a program that
-        #: prints faster than the console carries falls behind, and the verdict says so).
-        self.backlog = 0
-
-    @property
-    def output(self) -> str:
-        """What the process printed so far (as of the last poll; its last OUTPUT_KEPT characters)."""
-        return self._output
-
-    @property
-    def status_file(self) -> str:
-        """The guest file that holds the exit status once the process has ended (absent before)."""
-        return f"{self._out}.rc"
-
-    def poll(self) -> int | None:
-        """Fetch new output; return the exit status once the process has ended."""
-        answer = self.guest.run(guest_shell.poll(out=self._out, size=self._size, nonce=self.guest.nonce,
-                                                 chunk=POLL_CHUNK), timeout=60)
-        new, size, status = console.parse_poll(answer.output, nonce=self.guest.nonce)
-        self.backlog = console.poll_backlog(answer.output, nonce=self.guest.nonce)
-        if new:
-            self._output = (self._output + new)[-OUTPUT_KEPT:]
-            if self._on_output is not None:
-                self._on_output(new)
-        self._size = size
-        if status is not None:
-            self.returncode = status
-        return self.returncode
-
-    def expect(self, pattern: str, *, timeout: float, interval: float = 0.25) -> re.Match[str]:
-        """Wait until *pattern* (a regex) appears in the output; raise if the process ends first."""
-        regex = re.compile(pattern, re.MULTILINE)
-        deadline = time.monotonic() + timeout
-        while True:
-            status = self.poll()
-            match = regex.search(self._output)
-            if match:
-                return match
-            if status is not None:
-                raise ProcessEnded(self, pattern)
-            if time.monotonic() > deadline:
-                raise CommandTimeout(
-                    f"{self.guest.label}: {pattern!r} did not appear within {timeout:.0f}s of {self.command!r}",
-                    hint="raise the timeout or check the program; its output is attached",
-                    tail=console.tail(self._output), log_path=str(self.guest.log_path))
-            time.sleep(interval)
-
-    def wait(self, *, timeout: float, interval: float = 0.25) -> int:
-        """Wait for the process to end and return its exit status."""
-        deadline = time.monotonic() + timeout
-        while (status := self.poll()) is None:
-            if time.monotonic() > deadline:
-                raise CommandTimeout(f"{self.guest.label}: {self.command!r} still running after {timeout:.0f}s",
-                                     tail=console.tail(self._output), log_path=str(self.guest.log_path))
-            time.sleep(interval)
-        return status
-
-    def close(self) -> None:
-        """Interrupt the process (SIGINT, then SIGKILL) and collect its last output."""
-        if self._closed:
-            return
-        self._closed = True
-        if not self.guest.alive:
-            return
-        if self.returncode is None:
-            self.guest.run(guest_shell.stop(self.pid), timeout=30)
-        # What it prints while being stopped (Python's KeyboardInterrupt traceback) is kept in
-        # .output but not streamed: a live view should end with the trace, not with a traceback.
-        self._on_output = None
-        self.poll()
-
-    def __enter__(self) -> Process:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class ProcessEnded(GuestError):
-    """A spawned process exited before printing what was expected."""
-
-    def __init__(self, process: Process, pattern: str) -> None:
-        super().__init__(
-            f"{process.guest.label}: {process.command!r} exited with status {process.returncode} "
-            f"before printing {pattern!r}: {console.last_error_line(process.output)}",
-            tail=console.tail(process.output), log_path=str(process.guest.log_path))
-        self.process = process
-
-
 def _encode(command: str) -> str:
     """One console line for *command*; multi-line or long commands travel base64-encoded."""
     if "\n" not in command and len(command) < 1000 and command.isprintable():
@@ -433,64 +318,6 @@ def _encode(command: str) -> str:
         raise GuestError(f"command too long for the console ({len(command)} bytes)",
                          hint="put it in a file under a directory the guest can see and run that")
     return f"eval \"$(echo {encoded} | base64 -d)\""
-
-
-class _Transcript:
-    """Console text in memory: the newest *keep* characters, in chunks as they came."""
-
-    def __init__(self, *, keep: int) -> None:
-        self._keep = keep
-        self._chunks: list[str] = []
-        self._size = 0
-        #: Characters ever appended: a mark for since().
-        self.total = 0
-        #: Characters of command output pexpect was made to forget (see _Tee).
-        self.dropped_output = 0
-
-    def append(self, text: str) -> None:
-        self._chunks.append(text)
-        self._size += len(text)
-        self.total += len(text)
-        if self._size > 2 * self._keep:  # Trimmed at twice the size: amortized O(1) per chunk.
-            kept = "".join(self._chunks)[-self._keep:]
-            self._chunks, self._size = [kept], len(kept)
-
-    def text(self) -> str:
-        return "".join(self._chunks)[-self._keep:]
-
-    def since(self, mark: int) -> str:
-        """What was appended after *total* was *mark* (as much of it as is kept)."""
-        return self.text()[-(self.total - mark):] if self.total > mark else ""
-
-
-class _Tee:
-    """pexpect's logfile: the transcript on disk and in memory, and a bound on pexpect's own.
-
-    pexpect keeps all output since the last match for ``child.before``, which has no
-    bound of its own; it is cut here to its newest half of OUTPUT_KEPT when it outgrows
-    that (through pexpect's private ``_before``, which every 4.x release has: without it
-    only the bound is lost).
-    """
-
-    def __init__(self, file, transcript: _Transcript, *, child: pexpect.spawn) -> None:  # type: ignore[no-untyped-def]
-        self._file = file
-        self._transcript = transcript
-        self._child = child
-
-    def write(self, text: str) -> None:
-        self._transcript.append(text)
-        before = getattr(self._child, "_before", None)
-        if before is not None and before.tell() > OUTPUT_KEPT:
-            kept = before.getvalue()[-OUTPUT_KEPT // 2:]
-            self._transcript.dropped_output += before.tell() - len(kept)
-            self._child._before = self._child.buffer_type()
-            self._child._before.write(kept)
-        self._file.write(text)
-        # Flushed as it comes: the log is what a user reads while a guest hangs.
-        self._file.flush()
-
-    def flush(self) -> None:
-        self._file.flush()
 
 
 def die_with_parent() -> None:

@@ -20,12 +20,8 @@ from pathlib import Path
 from lab.errors import CatalogError, CommandTimeout, LabFailure, UsageError
 from lab.guest import console
 from lab.guest import shell as guest_shell
-from lab.guest.guest import (
-    POLL_CHUNK,
-    Guest,
-    OutputSink,
-    ProcessEnded,
-)
+from lab.guest.background import POLL_CHUNK, OutputSink, ProcessEnded
+from lab.guest.guest import Guest
 from lab.host.resources import package_dir
 
 LABS_DIR = package_dir("lab.labs")
