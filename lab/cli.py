@@ -246,43 +246,45 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lab", description="Run eBPF labs in throw-away VMs on real kernels.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every command run")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _with_userland(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--userland", default=None, metavar="WHICH",
+                   help="the guest's programs: 'host' (default on the host's arch), 'debian' (the kernel's own "
+                        "Debian suite, from a root disk) or 'debian:SUITE'")
 
-    def with_kernel(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--kernel", "-k", help="kernel id, series, comma list, glob or 'all' (default: the 6.1 kernel)")
-        p.add_argument("--arch", help="architecture(s): x86_64, arm64, comma list or 'all'")
-        p.add_argument("--boot-timeout", type=float, help="seconds to wait for the guest's shell")
-        p.add_argument("--command-timeout", type=float, help="seconds each guest command may take")
-        p.add_argument("--kernel-args", metavar="WORDS",
-                       help="words added to the guest kernel's command line, e.g. 'lsm=lockdown,capability,bpf'")
-        with_userland(p)
 
-    def with_userland(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--userland", default=None, metavar="WHICH",
-                       help="the guest's programs: 'host' (default on the host's arch), 'debian' (the kernel's own "
-                            "Debian suite, from a root disk) or 'debian:SUITE'")
+def _with_kernel(p: argparse.ArgumentParser) -> None:
+    """The options of a command that boots a guest."""
+    p.add_argument("--kernel", "-k", help="kernel id, series, comma list, glob or 'all' (default: the 6.1 kernel)")
+    p.add_argument("--arch", help="architecture(s): x86_64, arm64, comma list or 'all'")
+    p.add_argument("--boot-timeout", type=float, help="seconds to wait for the guest's shell")
+    p.add_argument("--command-timeout", type=float, help="seconds each guest command may take")
+    p.add_argument("--kernel-args", metavar="WORDS",
+                   help="words added to the guest kernel's command line, e.g. 'lsm=lockdown,capability,bpf'")
+    _with_userland(p)
 
+
+def _guest_commands(sub) -> None:  # type: ignore[no-untyped-def]
     p = sub.add_parser("run", help="run a lab's reference program live in a guest (default lab: hello)")
     p.add_argument("lab", nargs="?", default="hello")
-    with_kernel(p)
+    _with_kernel(p)
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("check", help="check a student's program against a lab")
     p.add_argument("lab")
     p.add_argument("file")
-    with_kernel(p)
+    _with_kernel(p)
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("shell", help="an interactive shell in a guest")
-    with_kernel(p)
+    _with_kernel(p)
     p.set_defaults(func=cmd_shell)
+
+
+def _host_commands(sub) -> None:  # type: ignore[no-untyped-def]
     p = sub.add_parser("kernels", help="the kernel catalog and what is cached")
     p.set_defaults(func=cmd_kernels)
     p = sub.add_parser("fetch", help="download kernels into the cache")
     p.add_argument("kernels", nargs="*")
     p.add_argument("--arch")
-    with_userland(p)
+    _with_userland(p)
     p.set_defaults(func=cmd_fetch)
     p = sub.add_parser("list", help="the labs")
     p.set_defaults(func=cmd_list)
@@ -290,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("setup", help="install the Debian packages ebpf-lab needs (as root)")
     p.set_defaults(func=cmd_setup)
+
+
+def _ci_commands(sub) -> None:  # type: ignore[no-untyped-def]
     p = sub.add_parser("matrix", help="the selected kernels as a GitHub Actions strategy.matrix (one entry per shard)")
     p.add_argument("--kernel", "-k", help="kernel id, series, comma list, glob or 'all' (default: the 6.1 kernel)")
     p.add_argument("--arch", help="architecture(s): x86_64, arm64, comma list or 'all'")
@@ -301,8 +306,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", metavar="OUT", help="also write a self-contained HTML report here")
     p.add_argument("--title", default="ebpf-lab test report")
     p.set_defaults(func=cmd_report)
-    return parser
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lab", description="Run eBPF labs in throw-away VMs on real kernels.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every command run")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _guest_commands(sub)
+    _host_commands(sub)
+    _ci_commands(sub)
+    return parser
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()

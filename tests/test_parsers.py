@@ -12,7 +12,7 @@ from lab.boot import kimage, prepared
 from lab.errors import CatalogError, UsageError
 from lab.guest import console
 from lab.kernels import apt, catalog
-from lab.kernels.fetch import relativize_links
+from lab.kernels.unpacked import relativize_links
 
 DATA = Path(__file__).parent / "data"
 

@@ -23,7 +23,7 @@ from lab.boot.config import (
 )
 from lab.guest import kernel as session
 from lab.host import tools
-from lab.kernels import catalog, rootfs
+from lab.kernels import bytecode, catalog, diskimage, rootfs
 from lab.kernels.arches import ARCHES, get_arch, host_arch
 from lab.kernels.fetch import KernelFiles
 
@@ -112,11 +112,11 @@ def test_copy_kernel_puts_headers_in_image_and_modules_beside_the_image(tmp_path
 
 def test_image_size_fits_data_and_inodes():
     data, inodes = 700 * 2**20, 30_000
-    size = rootfs.image_size(data_bytes=data, inodes=inodes)
+    size = diskimage.image_size(data_bytes=data, inodes=inodes)
     assert size % 2**20 == 0
     assert size >= data * 1.1 + inodes * 256
     assert size < data * 1.3 + 100 * 2**20
-    assert rootfs.inode_count(inodes) > inodes
+    assert diskimage.inode_count(inodes) > inodes
 
 
 def test_tree_usage_counts_blocks_and_inodes(tmp_path):
@@ -124,7 +124,7 @@ def test_tree_usage_counts_blocks_and_inodes(tmp_path):
     (tmp_path / "d/small").write_bytes(b"x")
     (tmp_path / "big").write_bytes(b"x" * 5000)
     (tmp_path / "link").symlink_to("big")
-    data, inodes = rootfs.tree_usage(tmp_path)
+    data, inodes = diskimage.tree_usage(tmp_path)
     assert data == 4096 + 8192 + 4096  # a symlink's target text costs a block at most
     assert inodes == 2 + 3  # two directories, three names
 
@@ -140,7 +140,7 @@ def test_mkfs_makes_an_image_of_a_tree(tmp_path):
     (tree / "bin").mkdir()
     (tree / "bin/sh").symlink_to("dash")
     image = tmp_path / "root.ext4"
-    rootfs.make_image(tree, image)
+    diskimage.make_image(tree, image)
     check = subprocess.run([tools.find("e2fsck"), "-fn", str(image)], capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
     listing = subprocess.run(["debugfs", "-R", "ls -l /usr/src", str(image)], capture_output=True, text=True, timeout=60)
@@ -151,8 +151,8 @@ def test_precompile_targets_guest_paths(tmp_path):
     (tmp_path / "usr/lib/python3.11").mkdir(parents=True)
     (tmp_path / "usr/lib/python3.13").mkdir(parents=True)
     (tmp_path / "usr/lib/python3").mkdir(parents=True)
-    assert rootfs.guest_pythons(tmp_path) == ["3.11", "3.13"]
-    argv = rootfs.precompile_command(python=["/usr/bin/python3.11"], tree=tmp_path, version="3.11")
+    assert bytecode.guest_pythons(tmp_path) == ["3.11", "3.13"]
+    argv = bytecode.precompile_command(python=["/usr/bin/python3.11"], tree=tmp_path, version="3.11")
     # Compiled-in paths are the guest's (/usr/lib/...), not the host's cache directory.
     assert argv[argv.index("-s") + 1] == str(tmp_path) and argv[argv.index("-p") + 1] == "/"
     assert "unchecked-hash" in argv
@@ -299,5 +299,6 @@ def test_rootfs_build_goes_on_without_a_python_to_byte_compile_with(tmp_path, mo
 
     monkeypatch.setattr(pybuilder, "ensure", unreachable)
     said = []
-    assert rootfs.precompile(tmp_path, suite="nowhere", progress=said.append) is False
+    assert bytecode.precompile(tmp_path, suite="nowhere", unpack=lambda target, version: None,
+                               progress=said.append) is False
     assert said[-1].startswith("not byte-compiling the guest's Python 3.99: mmdebstrap")

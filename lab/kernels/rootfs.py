@@ -24,12 +24,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.errors import FetchError, ProcessTimeout
+from lab.errors import FetchError
 from lab.host import integrity, process, tools
 from lab.host.locks import fill_once
-from lab.kernels import pybuilder
+from lab.kernels import bytecode, pybuilder
 from lab.kernels.apt import KEYRING, failure_line, system_mirror
 from lab.kernels.arches import Arch, host_arch
+from lab.kernels.diskimage import BUILD_HINT, make_image
 from lab.kernels.fetch import KernelFiles, Progress
 from lab.settings import cache_dir
 
@@ -46,8 +47,6 @@ PACKAGES = (
 
 #: Bump when the contents change in a way that old cached trees lack.
 LAYOUT = 3
-#: What to do when a step of a build fails.
-BUILD_HINT = "run it again; the build starts over in a fresh directory"
 
 #: Minimal account databases: virtme-ng's init runs ``su root`` and mounts devpts with gid=tty.
 PASSWD = (
@@ -208,7 +207,12 @@ def finish(*, name: str, suite: str, arch: Arch, kernel: KernelFiles, out: Path,
         # From 7.x the image lives in the module directory: give it a boot/ name virtme-ng knows.
         image.parent.mkdir(parents=True, exist_ok=True)
         _link_or_copy(kernel_dir / "lib/modules" / kernel.release / kernel.image.name, image)
-    if precompile(tree, suite=suite, progress=progress):
+    def unpack_python(target: Path, version: str) -> None:
+        _mmdebstrap(mmdebstrap_command(suite=suite, arch=host_arch(), target=target, mirror=system_mirror(),
+                                       packages=pybuilder.packages(version)),
+                    what=f"mmdebstrap for Python {version} from {suite}", timeout=1800)
+
+    if bytecode.precompile(tree, suite=suite, unpack=unpack_python, progress=progress):
         progress(f"{name}: precompiled the guest's Python modules")
     progress(f"{name}: making the ext4 image")
     disk = out / "root.ext4"
@@ -348,118 +352,6 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         os.link(src, dst)
     except OSError:
         shutil.copy2(src, dst, follow_symlinks=False)
-
-
-def guest_pythons(tree: Path) -> list[str]:
-    """The guest's Python versions (``3.11``), from its ``usr/lib/python3.X`` directories."""
-    found = []
-    for path in sorted((tree / "usr/lib").glob("python3.*")):
-        version = path.name.removeprefix("python")
-        if path.is_dir() and version.replace(".", "").isdigit():
-            found.append(version)
-    return found
-
-
-def precompile_command(*, python: list[str], tree: Path, version: str, jobs: int = 0) -> list[str]:
-    """compileall for the guest's stdlib and dist-packages, with paths as the guest sees them.
-
-    *python* is the command that starts a Python of *version*. ``unchecked-hash`` pycs
-    are used without comparing the source's mtime, which an image copy might not keep;
-    the image is read-only, so they never go stale.
-    """
-    dirs = [str(tree / "usr/lib" / f"python{version}"), str(tree / "usr/lib/python3/dist-packages")]
-    return [*python, "-m", "compileall", "-q", "-j", str(jobs), "--invalidation-mode", "unchecked-hash",
-            "-s", str(tree), "-p", "/", "-x", r"/(test|tests|idlelib|lib2to3/tests)/", *dirs]
-
-
-def precompile(tree: Path, *, suite: str, progress: Progress = lambda _: None) -> bool:
-    """Byte-compile the guest's Python on the host: with a host Python of the same version
-    if there is one, else with that version from *suite* for the host (lab/pybuilder.py).
-
-    Without .pyc files (an ``extract`` tree lacks most: maintainer scripts make them)
-    every ``import bcc`` compiles the stdlib anew, some seconds under emulation.
-    Bytecode does not depend on the CPU, only on the Python version.
-    """
-    done = False
-    for version in guest_pythons(tree):
-        python = shutil.which(f"python{version}", path="/usr/bin:/usr/local/bin")
-        if python is not None:
-            argv, env, jobs = [python], None, 0
-        else:
-            progress(f"unpacking Python {version} from {suite} to byte-compile the guest's modules")
-            def unpack(target: Path, *, version: str = version) -> None:
-                _mmdebstrap(mmdebstrap_command(suite=suite, arch=host_arch(), target=target, mirror=system_mirror(),
-                                               packages=pybuilder.packages(version)),
-                            what=f"mmdebstrap for Python {version} from {suite}", timeout=1800)
-
-            try:
-                builder = pybuilder.ensure(suite=suite, version=version, unpack=unpack)
-            except (FetchError, ProcessTimeout) as error:
-                # A guest without bytecode works, only slower: not a reason to fail the build.
-                progress(f"not byte-compiling the guest's Python {version}: {error}")
-                continue
-            # One process: compileall's workers would start the interpreter without its loader.
-            argv, env, jobs = builder.command([]), builder.env(), 1
-        # Errors in odd modules (Python 2 leftovers) must not fail the build: -q and no check.
-        command = precompile_command(python=argv, tree=tree, version=version, jobs=jobs)
-        try:
-            result = process.run(command, what=f"byte-compiling the guest's Python {version}", timeout=1800,
-                                 check=False, env=env, error=FetchError)
-        except ProcessTimeout as error:
-            progress(f"not byte-compiling the guest's Python {version}: {error}")
-            continue
-        if "Traceback" in result.stderr:
-            log.warning("byte-compiling the guest's Python %s: %s", version, result.stderr.strip().splitlines()[-1])
-        done = True
-    return done
-
-
-def tree_usage(tree: Path) -> tuple[int, int]:
-    """Bytes (rounded up to 4 KiB blocks) and inodes *tree* needs."""
-    total = 0
-    inodes = 0
-    for dirpath, dirnames, filenames in os.walk(tree):
-        inodes += 1 + len(filenames)
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            try:
-                size = os.lstat(path).st_size
-            except OSError:
-                continue
-            total += -(-size // 4096) * 4096
-        inodes += sum(1 for d in dirnames if os.path.islink(os.path.join(dirpath, d)))
-    return total, inodes
-
-
-def image_size(*, data_bytes: int, inodes: int) -> int:
-    """Bytes for an ext4 image holding *data_bytes* of files: room for metadata, rounded to MiB.
-
-    Inode tables (256 bytes each), directories and the block bitmaps cost roughly 10%
-    plus a fixed overhead; the guest mounts it read-only, so no room is left to write.
-    """
-    needed = data_bytes * 1.10 + inodes * 256 + 64 * 2**20
-    mib = 2**20
-    return int(-(-needed // mib) * mib)
-
-
-def inode_count(inodes: int) -> int:
-    return int(inodes * 1.1) + 1024
-
-
-def mkfs_command(*, tree: Path, image: Path, size: int, inodes: int) -> list[str]:
-    return [
-        "mkfs.ext4", "-q", "-F", "-d", str(tree), "-N", str(inode_count(inodes)),
-        # Read-only root: no journal, no reserved blocks, nothing to gain from either.
-        "-O", "^has_journal", "-m", "0", "-L", "ebpf-lab-root",
-        str(image), f"{size // 1024}k",
-    ]
-
-
-def make_image(tree: Path, image: Path) -> None:
-    data, inodes = tree_usage(tree)
-    size = image_size(data_bytes=data, inodes=inodes)
-    process.run(mkfs_command(tree=tree, image=image, size=size, inodes=inodes), what=f"mkfs.ext4 for {image}",
-                timeout=900, error=FetchError, hint=BUILD_HINT)
 
 
 def _find(tree: Path, candidates: tuple[str, ...], *, what: str) -> Path:

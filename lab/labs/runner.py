@@ -177,19 +177,7 @@ def run_lab(guest: Guest, lab: Lab, *, program: Path | None = None, python: str 
         attached = time.monotonic()
         for command in lab.trigger:
             guest.run(command, timeout=60)
-        try:
-            match = process.expect(lab.expect, timeout=lab.expect_timeout * guest.timeouts.expect_scale)
-        except ProcessEnded as exc:
-            output = exc.process.output
-            kind, what = _exit_kind(output, returncode=exc.process.returncode, oom=guest.out_of_memory(since=mark))
-            raise _failure(lab, kind, f"{what} before printing what the lab expects", output) from None
-        except CommandTimeout:
-            kind = "wrong_output" if process.output.strip() else "no_output"
-            what = f"no output matching {lab.expect!r} after the trigger"
-            if process.backlog > POLL_CHUNK:
-                what += (f"; it printed faster than the console carries ({process.backlog / 2**20:.1f} MiB"
-                         " not read yet; below are the last lines read)")
-            raise _failure(lab, kind, what, process.output) from None
+        match = _expect(guest, lab, process, mark=mark)
         traced = time.monotonic()
         if lab.checker is not None:
             time.sleep(1.0)
@@ -211,6 +199,23 @@ def run_lab(guest: Guest, lab: Lab, *, program: Path | None = None, python: str 
                        total_seconds=time.monotonic() - started, output=process.output, matched=match.group(0))
     guest.lab_results.append(result)
     return result
+
+
+def _expect(guest: Guest, lab: Lab, process, *, mark: int) -> re.Match[str]:  # type: ignore[no-untyped-def]
+    """The lab's expected output from the triggered *process*, or LabFailure saying why not."""
+    try:
+        return process.expect(lab.expect, timeout=lab.expect_timeout * guest.timeouts.expect_scale)
+    except ProcessEnded as exc:
+        output = exc.process.output
+        kind, what = _exit_kind(output, returncode=exc.process.returncode, oom=guest.out_of_memory(since=mark))
+        raise _failure(lab, kind, f"{what} before printing what the lab expects", output) from None
+    except CommandTimeout:
+        kind = "wrong_output" if process.output.strip() else "no_output"
+        what = f"no output matching {lab.expect!r} after the trigger"
+        if process.backlog > POLL_CHUNK:
+            what += (f"; it printed faster than the console carries ({process.backlog / 2**20:.1f} MiB"
+                     " not read yet; below are the last lines read)")
+        raise _failure(lab, kind, what, process.output) from None
 
 
 def _wait_ready(guest: Guest, lab: Lab, process, *, timeout: float, mark: int = 0) -> None:  # type: ignore[no-untyped-def]
