@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from lab.boot import kimage, prepared
+from lab.boot.config import VMConfig, vng_command
 from lab.errors import CatalogError, UsageError
 from lab.guest import console
 from lab.kernels import apt, catalog
+from lab.kernels.arches import host_arch
 from lab.kernels.unpacked import relativize_links
 
 DATA = Path(__file__).parent / "data"
@@ -234,3 +236,10 @@ def test_guest_cpus_share_the_host_among_parallel_guests(monkeypatch):
     assert guest_cpus(kvm=True, host_cpus=2) == 1
     monkeypatch.setenv("EBPF_LAB_CPUS", "3")
     assert guest_cpus(kvm=False, host_cpus=2) == 3
+
+
+def test_a_panicking_guest_exits_at_once():
+    config = VMConfig(image=Path("/boot/vmlinuz"), arch=host_arch(), kvm=False)
+    argv = vng_command(config)
+    assert argv[argv.index("panic=-1") - 1] == "--append"
+    assert "--qemu-opts=-no-reboot" in argv
