@@ -1,10 +1,11 @@
-"""The shell programs the host sends to a guest's console (lab/guest_shell.py), run in the host's bash.
+"""The console commands the host sends to a guest (lab/guest/shell.py, guest_files/functions.sh), run in the host's bash.
 
 The guest's console shell is bash too. Paths with a space in them, as a student's may have, are quoted.
 """
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -12,13 +13,15 @@ from pathlib import Path
 import pytest
 
 from lab.guest import console
-from lab.guest.shell import builtin_grep, poll, ready_loop, spawn, stop
+from lab.guest.shell import FUNCTIONS, builtin_grep, poll, ready_loop, spawn, stop
 
 NONCE = "Ltest"
 
 
 def _bash(script: str) -> str:
-    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=20, check=True).stdout
+    """*script* run as the guest's console runs it: in bash, with the console's functions loaded."""
+    return subprocess.run(["bash", "-c", f". {shlex.quote(str(FUNCTIONS))}; {script}"], capture_output=True, text=True,
+                          timeout=20, check=True).stdout
 
 
 @pytest.fixture
@@ -76,7 +79,7 @@ def test_readiness_loop_greps_a_word_without_forking(tmp_path, listing, verdict)
         kprobes.write_text(listing)
     ready = f"grep -q 'sys_execve' {kprobes}"
     # The labs' kprobe check becomes bash's own loop (no grep process per check)...
-    assert builtin_grep(ready) is not None and "grep -q" not in builtin_grep(ready)
+    assert builtin_grep(ready) == ("sys_execve", str(kprobes))
     # ...and a pipeline or a regex stays as written.
     assert builtin_grep("ip link show dev lo | grep -q xdp") is None
     assert builtin_grep("grep -q 'sys_.*' /x") is None
@@ -90,3 +93,14 @@ def test_readiness_loop_sees_a_status_file_whose_path_has_a_space(spaced):
     script = ready_loop(f"test -e {spaced}/never", status_file=f"{spaced}/rc", timeout=1, interval=0.1)
     assert _bash(script).split() == ["ended"]
     assert not (spaced / "rc.wait").exists()
+
+
+def test_leftovers_of_a_timed_out_command_are_killed():
+    # In a session of its own, as the guest's console is: its later-started members are the leftovers.
+    # (A start time is in clock ticks: the first sleep makes the leftovers start after the shell.)
+    script = (f". {shlex.quote(str(FUNCTIONS))}; sleep 0.1; sleep 100 & sleep 100 & sleep 0.1;"
+              " ebpflab_kill_leftovers; echo $ebpflab_n $ebpflab_k")
+    done = subprocess.run(["setsid", "bash", "-c", script], capture_output=True, text=True, timeout=20, check=True)
+    killed, still = map(int, done.stdout.split())
+    # At least both; a process killed but not yet a zombie may be counted again in the next round.
+    assert killed >= 2 and still == 0

@@ -274,7 +274,8 @@ class Guest:
         # would read the previous command's prompt and status.
         self._spawn_count += 1
         token = f"{self.nonce}-sync-{self._spawn_count}"
-        self._child.sendline(f"{_KILL_LEFTOVERS}; printf '%s-sync-%s:%s:%s\\n' {self.nonce} {self._spawn_count}"
+        # ebpflab_kill_leftovers (guest_files/functions.sh) kills what the command left running.
+        self._child.sendline(f"ebpflab_kill_leftovers; printf '%s-sync-%s:%s:%s\\n' {self.nonce} {self._spawn_count}"
                              " $ebpflab_n $ebpflab_k")
         try:
             # Between the counts and the prompt, bash may print its notices of the jobs killed.
@@ -291,22 +292,6 @@ class Guest:
         return f"{killed} processes it left running were killed" if killed else ""
 
 
-#: Kills what a timed-out console command left behind: Ctrl-C reaches the foreground job
-#: only, and background jobs (a fork bomb, `sleep 1000 &`) would slow or break every later
-#: test on this guest. Processes of the console's session started after the shell are
-#: killed (zombies only wait to be reaped), in rounds until none is left (at most ten, then
-#: the guest is given up), with builtins only: under a fork bomb a fork may never succeed.
-#: The session's leader (su) started before the shell; spawned tracers have sessions of their own.
-_KILL_LEFTOVERS = (
-    "read -r ebpflab_l 2>/dev/null < /proc/$$/stat; ebpflab_a=(${ebpflab_l##*) }); ebpflab_g=${ebpflab_a[3]};"
-    " ebpflab_t=${ebpflab_a[19]}; ebpflab_n=0; for ebpflab_r in 1 2 3 4 5 6 7 8 9 10; do ebpflab_k=0;"
-    " for ebpflab_f in /proc/[0-9]*/stat; do read -r ebpflab_l 2>/dev/null < $ebpflab_f || continue;"
-    " ebpflab_a=(${ebpflab_l##*) }); ebpflab_p=${ebpflab_f#/proc/}; ebpflab_p=${ebpflab_p%/stat};"
-    " [ \"${ebpflab_a[3]}\" = \"$ebpflab_g\" ] && [ \"${ebpflab_a[19]}\" -gt \"$ebpflab_t\" ] && [ $ebpflab_p != $$ ]"
-    " && [ \"${ebpflab_a[0]}\" != Z ]"
-    " && kill -9 $ebpflab_p 2>/dev/null && ebpflab_k=$((ebpflab_k+1)); done; ebpflab_n=$((ebpflab_n+ebpflab_k));"
-    " [ $ebpflab_k = 0 ] && break; done"
-)
 
 
 def _encode(command: str) -> str:

@@ -9,4 +9,5 @@ export TERM=dumb PYTHONUNBUFFERED=1 PAGER=cat SYSTEMD_PAGER=cat
 [ -n "${PYTHONPYCACHEPREFIX:-}" ] || export PYTHONDONTWRITEBYTECODE=1
 export PS1='$ ' PS2='' PROMPT_COMMAND=''
 printf '\n%s\n' EBPF-LAB-SHELL-READY
-exec /bin/bash --noprofile --norc --noediting +m -i
+# The console functions the host calls (spawn, poll, stop, readiness) come from the rc file.
+exec /bin/bash --noprofile --rcfile "$(dirname "$0")/functions.sh" --noediting +m -i
