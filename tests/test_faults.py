@@ -378,13 +378,13 @@ def test_a_console_flood_times_out_naming_the_command_and_host_memory_stays_boun
 
 @pytest.mark.slow
 def test_a_fork_bomb_costs_its_guest(vm, record_property):
-    assert vm.run("bomb() { bomb | bomb & }; bomb").ok  # In the background: the prompt comes back at once.
     started_at = time.monotonic()
     with pytest.raises(CommandTimeout) as timeout:
-        vm.run("echo after-the-bomb", timeout=20)
+        vm.run("bomb() { bomb | bomb & }; bomb; sleep 600", timeout=20)
     message = str(timeout.value)
-    assert "command 'echo after-the-bomb' did not finish within 20s" in message
-    # Either the leftovers were killed, or they kept coming back / starved the shell and the guest was stopped.
+    assert "command 'bomb() { bomb | bomb & }; bomb; sleep 600' did not finish within 20s" in message
+    # Its leftovers are killed, or (what happens on one emulated vCPU) they starve the shell
+    # or keep coming back, and the guest is stopped: the next test gets a fresh one.
     assert any(words in message for words in ("processes it left running were killed", "a fork bomb?",
                                               "the guest did not answer after Ctrl-C and was stopped")), message
     report(record_property, message.split(": raise")[0], time.monotonic() - started_at)
