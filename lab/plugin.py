@@ -232,7 +232,7 @@ def kernel(request: pytest.FixtureRequest) -> session.Kernel:
     """The kernel under test (``.id``, ``.version``, ``.release``, ``.arch``), fetched into the cache."""
     spec: catalog.KernelSpec = request.param
     try:
-        return session.prepare(spec)
+        return session.prepare(spec, progress=_progress(request.config))
     except LabError as error:
         pytest.fail(str(error), pytrace=False)
 
@@ -270,7 +270,7 @@ def vm(request: pytest.FixtureRequest, _lab_guest_slot: session.Kernel) -> Guest
             state.accel[kernel.id] = verdict
             timeouts = session.timeouts_for(kvm=verdict.kvm, boot=state.boot_timeout, command=state.command_timeout,
                                             foreign=session.is_foreign(kernel.spec))
-            guest = session.new_guest(kernel, accel=verdict, timeouts=timeouts)
+            guest = session.new_guest(kernel, accel=verdict, timeouts=timeouts, progress=_progress(request.config))
             guest.boot()
         except LabError as error:
             if isinstance(error, (BootTimeout, HostError)) or not state.boots.get(kernel.id):
@@ -283,6 +283,22 @@ def vm(request: pytest.FixtureRequest, _lab_guest_slot: session.Kernel) -> Guest
     request.node.stash[_GUEST] = guest
     request.node.stash[_LABS_BEFORE] = len(guest.lab_results)
     return guest
+
+
+def _progress(config: pytest.Config):  # type: ignore[no-untyped-def]
+    """Print progress lines as ``lab`` does: a fetch or a build, a wait for another process's,
+    a damaged cache entry, smaller guests. Past pytest's capture: a wait of minutes that
+    shows only on failure looks like a hang. An xdist worker's stderr is the terminal's."""
+    import contextlib
+    import sys
+
+    capture = config.pluginmanager.getplugin("capturemanager")
+
+    def say(text: str) -> None:
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            print(f"\nebpf-lab: {text}", file=sys.stderr, flush=True)
+
+    return say
 
 
 _GUEST = pytest.StashKey[Guest]()
