@@ -105,15 +105,15 @@ def new_guest(kernel: Kernel, *, accel: accel_mod.Accel, timeouts: Timeouts, app
     if log_path is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         log_path = logs_dir() / f"{kernel.id}-{stamp}-{os.getpid()}-{next(_serial)}.log"
-    config = vm_config(kernel, accel=accel, append=append, memory=memory)
+    config = vm_config(kernel, accel=accel, append=append, memory=memory, progress=progress)
     return Guest(config=config, log_path=log_path, timeouts=timeouts, label=kernel.id)
 
 
 def vm_config(kernel: Kernel, *, accel: accel_mod.Accel, append: tuple[str, ...] = (), memory: str | None = None,
-              interactive: bool = False) -> VMConfig:
+              interactive: bool = False, progress: Progress = lambda _: None) -> VMConfig:
     """How *kernel* boots: on the host's root, or from its own root disk with the lab package shared;
     with the console shell for pexpect, or (*interactive*) one for a person (``lab shell``)."""
-    kernel = with_rootfs(kernel)
+    kernel = with_rootfs(kernel, progress=progress)
     memory = memory or sized_guest_memory()[0]
     if kernel.rootfs is None:
         return VMConfig(image=kernel.files.image, arch=kernel.spec.arch, kvm=accel.kvm, append=append, memory=memory,

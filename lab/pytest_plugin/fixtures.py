@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+
 import pytest
 
 from lab.errors import LabError
@@ -84,7 +87,7 @@ def kernel(request: pytest.FixtureRequest) -> session.Kernel:
     """The kernel under test (``.id``, ``.version``, ``.release``, ``.arch``), fetched into the cache."""
     spec: catalog.KernelSpec = request.param
     try:
-        return session.prepare(spec)
+        return session.prepare(spec, progress=_progress(request.config))
     except LabError as error:
         pytest.fail(str(error), pytrace=False)
 
@@ -106,7 +109,7 @@ def vm(request: pytest.FixtureRequest, _lab_guest_slot: session.Kernel) -> Guest
     this guest. If a test crashes the guest, the next test gets a freshly booted one.
     """
     try:
-        guest, booted = state_of(request.config).pool.get(_lab_guest_slot)
+        guest, booted = state_of(request.config).pool.get(_lab_guest_slot, progress=_progress(request.config))
     except NotBooted as error:
         pytest.fail(str(error), pytrace=False)
     if booted:
@@ -114,6 +117,19 @@ def vm(request: pytest.FixtureRequest, _lab_guest_slot: session.Kernel) -> Guest
     request.node.stash[GUEST] = guest
     request.node.stash[LABS_BEFORE] = len(guest.lab_results)
     return guest
+
+
+def _progress(config: pytest.Config):  # type: ignore[no-untyped-def]
+    """Print progress lines as ``lab`` does: a fetch or a build, a wait for another process's,
+    a damaged cache entry, smaller guests. Past pytest's capture: a wait of minutes that
+    shows only on failure looks like a hang. An xdist worker's stderr is the terminal's."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+
+    def say(text: str) -> None:
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            print(f"\nebpf-lab: {text}", file=sys.stderr, flush=True)
+
+    return say
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

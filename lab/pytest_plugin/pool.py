@@ -9,6 +9,7 @@ from lab.errors import BootTimeout, GuestError, HostError, LabError
 from lab.guest import kernel as session
 from lab.guest.guest import Guest
 from lab.guest.timeouts import timeouts_for
+from lab.kernels.fetch import Progress
 
 
 class NotBooted(LabError):
@@ -31,8 +32,9 @@ class GuestPool:
     #: Kernels whose boot failed, with the error: their other tests fail at once.
     failures: dict[str, str] = field(default_factory=dict)
 
-    def get(self, kernel: session.Kernel) -> tuple[Guest, bool]:
-        """A live guest of *kernel*, and whether it was booted just now; NotBooted when it cannot be."""
+    def get(self, kernel: session.Kernel, *, progress: Progress = lambda _: None) -> tuple[Guest, bool]:
+        """A live guest of *kernel*, and whether it was booted just now; NotBooted when it cannot be.
+        *progress* hears what a boot says of itself (a root filesystem built, smaller guests)."""
         if kernel.id in self.failures:
             # A kernel that did not boot will not boot for the next test either: fail fast
             # instead of waiting out the boot timeout once per test.
@@ -43,7 +45,7 @@ class GuestPool:
         if guest is not None:
             guest.close()
         try:
-            guest = self._boot(kernel)
+            guest = self._boot(kernel, progress=progress)
         except LabError as error:
             if isinstance(error, (BootTimeout, HostError)) or not self.boots.get(kernel.id):
                 self.failures[kernel.id] = str(error)
@@ -53,12 +55,13 @@ class GuestPool:
         self.boots.setdefault(kernel.id, []).append(guest.boot_seconds or 0.0)
         return guest, True
 
-    def _boot(self, kernel: session.Kernel) -> Guest:
+    def _boot(self, kernel: session.Kernel, *, progress: Progress) -> Guest:
         verdict = self.accel.get(kernel.id) or session.choose_accel(kernel)
         self.accel[kernel.id] = verdict
         timeouts = timeouts_for(kvm=verdict.kvm, foreign=kernel.spec.foreign, boot=self.boot_timeout,
                                 command=self.command_timeout)
-        guest = session.new_guest(kernel, accel=verdict, timeouts=timeouts, append=self.kernel_args)
+        guest = session.new_guest(kernel, accel=verdict, timeouts=timeouts, append=self.kernel_args,
+                                  progress=progress)
         return guest.boot()
 
     def close(self, kernel_id: str) -> None:
