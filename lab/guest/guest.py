@@ -289,7 +289,9 @@ class Guest:
             self.close()
             return (f"it left processes that kept coming back ({killed} killed; a fork bomb?), "
                     "so the guest was stopped")
-        return f"{killed} processes it left running were killed" if killed else ""
+        if not killed:
+            return ""
+        return "1 process it left running was killed" if killed == 1 else f"{killed} processes it left running were killed"
 
 
 
