@@ -31,6 +31,7 @@ from lab.boot.config import LAB_PACKAGE
 from lab.errors import CommandTimeout, GuestError
 from lab.guest import console
 from lab.guest import kernel as session
+from lab.guest.timeouts import timeouts_for
 from lab.guest.transcript import OUTPUT_KEPT
 from lab.host import integrity
 from lab.kernels import apt, catalog, fetch, rootfs
@@ -454,7 +455,7 @@ def test_memory_exhaustion_is_named_by_the_guests_oom_killer(vm, record_property
 
 
 def test_filling_the_guests_writable_places_says_no_space_and_the_host_is_untouched(vm, kernel, record_property):
-    watched = [kernel.files.image, kernel.files.root / "kernel.json", LAB_PACKAGE / "guest_files" / "shell.sh"]
+    watched = [kernel.files.image, kernel.files.root / "kernel.json", LAB_PACKAGE / "boot" / "guest_files" / "shell.sh"]
     before = {path: sha(path) for path in watched}
     # /tmp and every other overlay (/etc, /var, /usr, /home, /opt, /srv) keep their writes in
     # the one tmpfs on /run; the host's root is shared read-only.
@@ -483,7 +484,7 @@ def test_filling_the_guests_writable_places_says_no_space_and_the_host_is_untouc
 def test_writes_aimed_through_to_the_host_and_the_kernel_cache_are_refused(vm, kernel, record_property):
     name = f"ebpf-lab-through-{uuid.uuid4().hex[:8]}"
     cache_entry = kernel.files.root
-    watched = [kernel.files.image, cache_entry / "kernel.json", LAB_PACKAGE / "guest_files" / "shell.sh"]
+    watched = [kernel.files.image, cache_entry / "kernel.json", LAB_PACKAGE / "boot" / "guest_files" / "shell.sh"]
     before = {path: sha(path) for path in watched}
     targets = [Path("/") / name, cache_entry / name, cache_entry / "kernel.json", Path.home() / name,
                LAB_PACKAGE / name]
@@ -538,23 +539,22 @@ STUDENT_PROGRAMS = {
 @pytest.mark.guest
 @pytest.mark.parametrize("behaviour, verdict", [
     ("exhausts memory", "the program was killed by the guest kernel's OOM killer (python3 (pid "),
-    ("never returns", "probes not attached within 36s"),
+    ("never returns", "probes not attached within {attach:.0f}s"),
     pytest.param("floods its output", "it printed faster than the console carries", marks=pytest.mark.slow),
 ])
 def test_lab_check_names_what_a_misbehaving_program_did(tmp_path, behaviour, verdict, record_property):
     program = tmp_path / "student.py"
     program.write_text(STUDENT_PROGRAMS[behaviour])
-    # Every timeout scaled down (attach: 60 s x 3 for TCG x 0.2): a program that never
-    # attaches is given up on sooner. With KVM the attach timeout is 12 s.
-    scale = "0.2"
+    # Every timeout scaled down (lab/guest/timeouts.py, times 0.2): a program that never
+    # attaches is given up on sooner.
+    scale = 0.2
     started_at = time.monotonic()
     result = subprocess.run([*LAB, "check", "hello", str(program), "--kernel", KERNEL], cwd=REPO, capture_output=True,
-                            text=True, timeout=BOOT_WAIT, env={**os.environ, "EBPF_LAB_TIMEOUT_SCALE": scale})
+                            text=True, timeout=BOOT_WAIT, env={**os.environ, "EBPF_LAB_TIMEOUT_SCALE": str(scale)})
     reported = time.monotonic() - started_at
     assert result.returncode == 1, result.stdout + result.stderr
     line = line_with(result.stdout, f"{KERNEL}: FAIL lab hello:")
-    if behaviour == "never returns" and "under KVM" in result.stderr:
-        verdict = "probes not attached within 12s"
+    verdict = verdict.format(attach=timeouts_for(kvm="under KVM" in result.stderr, scale=scale).attach)
     assert verdict in line, result.stdout[-3000:]
     assert "Traceback" not in result.stderr
     report(record_property, line, reported)
@@ -641,7 +641,7 @@ def test_a_host_short_of_memory_gets_smaller_guests_and_is_told(kernel, monkeypa
     monkeypatch.delenv(settings.MEMORY_ENV, raising=False)
     said: list[str] = []
     accel = session.choose_accel(kernel)
-    guest = session.new_guest(kernel, accel=accel, timeouts=session.timeouts_for(kvm=accel.kvm), progress=said.append,
+    guest = session.new_guest(kernel, accel=accel, timeouts=timeouts_for(kvm=accel.kvm), progress=said.append,
                               log_path=tmp_path / "console.log")
     assert guest.config.memory == "512M"
     assert said == ["guests get 512 MiB each instead of 2048: 3.5 GiB of memory available for 2 guests at once"]
