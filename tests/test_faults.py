@@ -481,6 +481,10 @@ def test_filling_the_guests_writable_places_says_no_space_and_the_host_is_untouc
     report(record_property, "dd: error writing '/tmp/ebpf-lab-fill': No space left on device", reported)
 
 
+#: Host directories a host-root guest sees through a writable tmpfs overlay of its own (virtme-ng's).
+GUEST_OVERLAYS = ("/etc/", "/lib/", "/home/", "/opt/", "/srv/", "/usr/", "/var/", "/tmp/")
+
+
 def test_writes_aimed_through_to_the_host_and_the_kernel_cache_are_refused(vm, kernel, record_property):
     name = f"ebpf-lab-through-{uuid.uuid4().hex[:8]}"
     cache_entry = kernel.files.root
@@ -493,7 +497,13 @@ def test_writes_aimed_through_to_the_host_and_the_kernel_cache_are_refused(vm, k
               + "; ".join(f"(echo pwned >> {t}) 2>&1 | grep -o 'Read-only file system' || echo 'written {t}'" for t in targets)
               + "; mount -o remount,ro / 2>/dev/null; true")
     output = vm.run(script, timeout=60).output.strip().splitlines()
-    assert output == ["Read-only file system"] * len(targets), output
+    assert len(output) == len(targets), output
+    for target, said in zip(targets, output):
+        # Where virtme-ng lays a tmpfs overlay on the host's directory (a checkout under /tmp, as
+        # CI's is), the write lands in the guest's overlay; everywhere else the share refuses it.
+        # Either way nothing reaches the host, which is checked below.
+        overlaid = str(target).startswith(GUEST_OVERLAYS)
+        assert said == "Read-only file system" or (overlaid and said == f"written {target}"), output
     for target in targets:
         if target.name == name:
             assert not target.exists(), f"the guest wrote {target} on the host"
