@@ -28,6 +28,7 @@ from lab.boot import prepared
 from lab.errors import GuestError, LabError  # noqa: E402
 from lab.guest import kernel as session
 from lab.guest.timeouts import timeouts_for  # noqa: E402
+from lab.host import tools  # noqa: E402
 from lab.kernels import catalog  # noqa: E402
 from lab.labs import runner as labs
 
@@ -97,8 +98,9 @@ def measure_baseline(kernel: session.Kernel, accel, *, timeout: float = 900.0) -
         argv.insert(1, "--disable-kvm")
     print(f"+ {shlex.join(argv)}", file=sys.stderr)
     started = time.monotonic()
+    # As a user with the venv activated would: vng and its helpers found on PATH.
     subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   timeout=timeout, check=False, start_new_session=True, cwd="/tmp")
+                   timeout=timeout, check=False, start_new_session=True, cwd="/tmp", env=tools.virtme_environ())
     elapsed = time.monotonic() - started
     seen = (out / "hello.out").read_text(errors="replace") if (out / "hello.out").is_file() else ""
     shutil.rmtree(out, ignore_errors=True)
