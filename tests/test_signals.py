@@ -1,4 +1,4 @@
-"""SIGTERM as Ctrl-C (lab/signals.py): who may take the handler, and what it raises."""
+"""SIGTERM as Ctrl-C (lab/host/signals.py): who may take the handler, and what it raises."""
 
 from __future__ import annotations
 

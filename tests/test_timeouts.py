@@ -1,4 +1,4 @@
-"""The one timeout policy (lab/timeouts.py): what each kind of guest may take, as a pure function."""
+"""The one timeout policy (lab/guest/timeouts.py): what each kind of guest may take, as a pure function."""
 
 from __future__ import annotations
 
