@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lab.boot import prepared
 from lab.errors import GuestError, LabError  # noqa: E402
-from lab.guest import kernel as session
+from lab.guest import kernel as guest_kernel
 from lab.guest.timeouts import timeouts_for  # noqa: E402
 from lab.host import tools  # noqa: E402
 from lab.kernels import catalog  # noqa: E402
@@ -53,16 +53,16 @@ class Row:
         return self.lab_total / self.baseline_total if self.baseline_total else float("nan")
 
 
-def measure_lab(kernel: session.Kernel, accel) -> dict:  # type: ignore[no-untyped-def]
+def measure_lab(kernel: guest_kernel.Kernel, accel) -> dict:  # type: ignore[no-untyped-def]
     timeouts = timeouts_for(kvm=accel.kvm, foreign=kernel.spec.foreign)
     # What ebpf-lab caches per kernel (like the kernel's download) is prepared before the clock starts.
-    config = session.vm_config(kernel, accel=accel)
+    config = guest_kernel.vm_config(kernel, accel=accel)
     if prepared.enabled(config):
         began = time.monotonic()
         prepared.qemu_command(config)
         print(f"bench: {kernel.id}: boot prepared (or found cached) in {time.monotonic() - began:.1f}s", file=sys.stderr)
     started = time.monotonic()
-    guest = session.new_guest(kernel, accel=accel, timeouts=timeouts)
+    guest = guest_kernel.new_guest(kernel, accel=accel, timeouts=timeouts)
     with guest:  # boots
         result = labs.run_lab(guest, labs.get_lab("hello"), program=HERE / "hello_timed.py",
                               keep_guest=False)  # as 'lab run' does
@@ -73,7 +73,7 @@ def measure_lab(kernel: session.Kernel, accel) -> dict:  # type: ignore[no-untyp
             "trace": result.trace_seconds, "lab_total": total}
 
 
-def measure_baseline(kernel: session.Kernel, accel, *, timeout: float = 900.0) -> float:  # type: ignore[no-untyped-def]
+def measure_baseline(kernel: guest_kernel.Kernel, accel, *, timeout: float = 900.0) -> float:  # type: ignore[no-untyped-def]
     # By hand one would run the program and stop it once Hello World! shows; this script does
     # that: start it, trigger execve until the line is there, stop it.
     # -u: output to a file is block-buffered, and grep would wait for a full buffer.
@@ -110,7 +110,7 @@ def measure_baseline(kernel: session.Kernel, accel, *, timeout: float = 900.0) -
     return elapsed
 
 
-def baseline_with_retry(kernel: session.Kernel, accel) -> float:  # type: ignore[no-untyped-def]
+def baseline_with_retry(kernel: guest_kernel.Kernel, accel) -> float:  # type: ignore[no-untyped-def]
     """The baseline, tried a second time when a run prints nothing: a hand-run vng fails now
     and then (seen once in 14 s on 7.3, then fine by hand), and one flake should not end the
     whole benchmark. The failure is printed, and a second one ends it."""
@@ -134,8 +134,8 @@ def main() -> int:
         specs = catalog.select(catalog.load_catalog(), kernels=args.kernel, arches=args.arch, userland=args.userland)
         rows = []
         for spec in specs:
-            kernel = session.with_rootfs(session.prepare(spec))
-            accel = session.choose_accel(kernel)
+            kernel = guest_kernel.with_rootfs(guest_kernel.prepare(spec))
+            accel = guest_kernel.choose_accel(kernel)
             runs = []
             for _ in range(args.repeat):
                 lab = measure_lab(kernel, accel)

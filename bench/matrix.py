@@ -25,7 +25,7 @@ sys.path.insert(0, str(HERE))
 from hello import measure_baseline  # noqa: E402
 
 from lab.errors import LabError  # noqa: E402
-from lab.guest import kernel as session
+from lab.guest import kernel as guest_kernel
 from lab.kernels import catalog  # noqa: E402
 
 
@@ -38,13 +38,13 @@ def main() -> int:
     args = parser.parse_args()
     try:
         specs = catalog.select(catalog.load_catalog(), kernels=args.kernel, arches=args.arch)
-        kernels = [session.with_rootfs(session.prepare(spec)) for spec in specs]
+        kernels = [guest_kernel.with_rootfs(guest_kernel.prepare(spec)) for spec in specs]
         known = {}
         if args.baselines:
             known = {row["kernel"]: row["baseline_total"] for row in json.loads(args.baselines.read_text())}
         baselines = {}
         for kernel in kernels:
-            baselines[kernel.id] = known.get(kernel.id) or measure_baseline(kernel, session.choose_accel(kernel))
+            baselines[kernel.id] = known.get(kernel.id) or measure_baseline(kernel, guest_kernel.choose_accel(kernel))
             print(f"bench: {kernel.id}: baseline {baselines[kernel.id]:.1f}s", file=sys.stderr)
     except LabError as error:
         print(f"bench: error: {error}", file=sys.stderr)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from lab.errors import GuestError, HostError, LabError, LabFailure, UsageError
-from lab.guest import kernel as session
+from lab.guest import kernel as guest_kernel
 from lab.guest.timeouts import timeouts_for
 from lab.host import process, tools
 from lab.host import setup as setup_host
@@ -42,14 +42,14 @@ def _too_many(specs: list[catalog.KernelSpec]) -> catalog.KernelSpec:
 
 
 def _boot(spec: catalog.KernelSpec, args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    kernel = session.prepare(spec, progress=_say)
+    kernel = guest_kernel.prepare(spec, progress=_say)
     # Before the accelerator probe: without QEMU the probe would only say "TCG".
-    session.check_host(kernel)
-    kernel = session.with_rootfs(kernel, progress=_say)
-    accel = session.choose_accel(kernel)
+    guest_kernel.check_host(kernel)
+    kernel = guest_kernel.with_rootfs(kernel, progress=_say)
+    accel = guest_kernel.choose_accel(kernel)
     timeouts = timeouts_for(kvm=accel.kvm, foreign=spec.foreign, boot=args.boot_timeout,
                             command=args.command_timeout)
-    guest = session.new_guest(kernel, accel=accel, timeouts=timeouts, append=_kernel_args(args), progress=_say)
+    guest = guest_kernel.new_guest(kernel, accel=accel, timeouts=timeouts, append=_kernel_args(args), progress=_say)
     _say(f"booting {kernel.id} ({kernel.release}) under {accel.name.upper()}; console log: {guest.log_path}")
     return kernel, guest
 
@@ -115,11 +115,11 @@ def cmd_shell(args: argparse.Namespace) -> int:
     from lab.guest.guest import die_with_parent
 
     spec = _select_one(args)
-    kernel = session.with_rootfs(session.prepare(spec, progress=_say), progress=_say)
-    session.check_host(kernel)
-    accel = session.choose_accel(kernel)
+    kernel = guest_kernel.with_rootfs(guest_kernel.prepare(spec, progress=_say), progress=_say)
+    guest_kernel.check_host(kernel)
+    accel = guest_kernel.choose_accel(kernel)
     # The guest the tests boot, prepared the same way; only its console shell is a person's.
-    argv = boot_command(session.vm_config(kernel, accel=accel, append=_kernel_args(args), interactive=True))
+    argv = boot_command(guest_kernel.vm_config(kernel, accel=accel, append=_kernel_args(args), interactive=True))
     _say(f"{kernel.id} under {accel.name.upper()}; labs are in {labs.LABS_DIR}; leave with 'exit' or Ctrl-D")
     # Not process.run: the session is the user's, on this terminal, for as long as they like.
     # QEMU puts the terminal in raw mode, so Ctrl-C reaches the guest; it goes when we go.
@@ -149,7 +149,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     specs = catalog.select(catalog.load_catalog(), kernels=",".join(args.kernels) or None, arches=args.arch,
                            userland=args.userland)
     for spec in specs:
-        kernel = session.with_rootfs(session.prepare(spec, progress=_say), progress=_say)
+        kernel = guest_kernel.with_rootfs(guest_kernel.prepare(spec, progress=_say), progress=_say)
         print(f"{kernel.id}: {kernel.release} ({kernel.files.version}) in {kernel.files.root}")
     return 0
 

@@ -30,7 +30,7 @@ from lab import settings
 from lab.boot.config import LAB_PACKAGE
 from lab.errors import CommandTimeout, GuestError
 from lab.guest import console
-from lab.guest import kernel as session
+from lab.guest import kernel as guest_kernel
 from lab.guest.timeouts import timeouts_for
 from lab.guest.transcript import OUTPUT_KEPT
 from lab.host import integrity
@@ -650,8 +650,8 @@ def test_a_host_short_of_memory_gets_smaller_guests_and_is_told(kernel, monkeypa
     monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
     monkeypatch.delenv(settings.MEMORY_ENV, raising=False)
     said: list[str] = []
-    accel = session.choose_accel(kernel)
-    guest = session.new_guest(kernel, accel=accel, timeouts=timeouts_for(kvm=accel.kvm), progress=said.append,
+    accel = guest_kernel.choose_accel(kernel)
+    guest = guest_kernel.new_guest(kernel, accel=accel, timeouts=timeouts_for(kvm=accel.kvm), progress=said.append,
                               log_path=tmp_path / "console.log")
     assert guest.config.memory == "512M"
     assert said == ["guests get 512 MiB each instead of 2048: 3.5 GiB of memory available for 2 guests at once"]

@@ -21,7 +21,7 @@ from procs import BOOT_WAIT, TAG_ENV, assert_nothing_left, wait_for
 
 from lab.errors import BootTimeout, CommandTimeout, LabFailure
 from lab.guest import console
-from lab.guest import kernel as session
+from lab.guest import kernel as guest_kernel
 from lab.guest.timeouts import Timeouts
 from lab.kernels.fetch import cached, kernel_dir
 from lab.labs.runner import get_lab, run_lab
@@ -102,7 +102,7 @@ def test_boot_that_never_reaches_the_prompt(kernel, tmp_path):
     # The kernel's own messages on the serial console, each a second apart: the guest is stuck
     # as far as we can tell, with console lines to show.
     timeouts = Timeouts(boot=3, command=10, attach=10)
-    guest = session.new_guest(kernel, accel=session.choose_accel(kernel), timeouts=timeouts,
+    guest = guest_kernel.new_guest(kernel, accel=guest_kernel.choose_accel(kernel), timeouts=timeouts,
                               append=("console=ttyS0", *STALLED_BOOT), log_path=tmp_path / "console.log")
     os.environ[TAG_ENV] = tag = uuid.uuid4().hex
     try:

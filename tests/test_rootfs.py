@@ -21,7 +21,7 @@ from lab.boot.config import (
     root_disk_shares,
     vng_command,
 )
-from lab.guest import kernel as session
+from lab.guest import kernel as guest_kernel
 from lab.host import tools
 from lab.kernels import bytecode, catalog, diskimage, rootfs
 from lab.kernels.arches import ARCHES, get_arch, host_arch
@@ -194,7 +194,7 @@ def test_foreign_means_not_the_hosts_arch():
 
 def test_host_guests_keep_the_host_userland():
     native = next(s for s in catalog.load_catalog().values() if not s.foreign)
-    assert not session.needs_rootfs(native)
+    assert not guest_kernel.needs_rootfs(native)
     assert VMConfig(image=Path("/k"), arch=native.arch, kvm=True).root_disk is None
 
 
@@ -205,11 +205,11 @@ def test_userland_choice_pairs_native_kernels_with_a_debian_suite():
     assert catalog.with_userland(native, "host") == native
     own = catalog.with_userland(native, "debian")[0]
     assert (own.userland, own.own_userland) == ("trixie", True)
-    assert session.needs_rootfs(own) and not own.foreign
+    assert guest_kernel.needs_rootfs(own) and not own.foreign
     assert catalog.with_userland(native, "debian:bookworm")[0].userland == "bookworm"
     # A foreign kernel boots a Debian userland whatever --userland says; a suite named for it is used.
     arm = catalog.select(entries, kernels="6.1-arm64")
-    assert session.needs_rootfs(catalog.with_userland(arm, "host")[0])
+    assert guest_kernel.needs_rootfs(catalog.with_userland(arm, "host")[0])
     assert catalog.with_userland(arm, "debian:trixie")[0].userland == "trixie"
 
 

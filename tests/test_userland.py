@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.guest import kernel as session
+from lab.guest import kernel as guest_kernel
 from lab.guest.timeouts import timeouts_for
 from lab.kernels import catalog
 from lab.labs.runner import get_lab, run_lab
@@ -19,9 +19,9 @@ pytestmark = pytest.mark.guest
 @pytest.fixture(scope="module")
 def trixie_guest():
     [spec] = catalog.select(catalog.load_catalog(), kernels="6.12-amd64", userland="debian")
-    kernel = session.with_rootfs(session.prepare(spec))
-    accel = session.choose_accel(kernel)
-    guest = session.new_guest(kernel, accel=accel, timeouts=timeouts_for(kvm=accel.kvm, foreign=spec.foreign))
+    kernel = guest_kernel.with_rootfs(guest_kernel.prepare(spec))
+    accel = guest_kernel.choose_accel(kernel)
+    guest = guest_kernel.new_guest(kernel, accel=accel, timeouts=timeouts_for(kvm=accel.kvm, foreign=spec.foreign))
     with guest:
         yield guest
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from lab.errors import LabError
-from lab.guest import kernel as session
+from lab.guest import kernel as guest_kernel
 from lab.guest.guest import Guest
 from lab.kernels import catalog
 from lab.kernels.arches import get_arch
@@ -83,17 +83,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def kernel(request: pytest.FixtureRequest) -> session.Kernel:
+def kernel(request: pytest.FixtureRequest) -> guest_kernel.Kernel:
     """The kernel under test (``.id``, ``.version``, ``.release``, ``.arch``), fetched into the cache."""
     spec: catalog.KernelSpec = request.param
     try:
-        return session.prepare(spec, progress=_progress(request.config))
+        return guest_kernel.prepare(spec, progress=_progress(request.config))
     except LabError as error:
         pytest.fail(str(error), pytrace=False)
 
 
 @pytest.fixture(scope="session")
-def _lab_guest_slot(request: pytest.FixtureRequest, kernel: session.Kernel):  # type: ignore[no-untyped-def]
+def _lab_guest_slot(request: pytest.FixtureRequest, kernel: guest_kernel.Kernel):  # type: ignore[no-untyped-def]
     # Session scope per kernel: when the last test of a kernel is done, its guest stops.
     pool = state_of(request.config).pool
     yield kernel
@@ -101,7 +101,7 @@ def _lab_guest_slot(request: pytest.FixtureRequest, kernel: session.Kernel):  # 
 
 
 @pytest.fixture
-def vm(request: pytest.FixtureRequest, _lab_guest_slot: session.Kernel) -> Guest:
+def vm(request: pytest.FixtureRequest, _lab_guest_slot: guest_kernel.Kernel) -> Guest:
     """A booted guest running the kernel under test; booted once per kernel per session.
 
     ``vm.run(cmd)`` returns ``.returncode``/``.output``; ``vm.spawn(cmd)`` starts a

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from lab.boot import accel as accel_mod
 from lab.errors import BootTimeout, GuestError, HostError, LabError
-from lab.guest import kernel as session
+from lab.guest import kernel as guest_kernel
 from lab.guest.guest import Guest
 from lab.guest.timeouts import timeouts_for
 from lab.kernels.fetch import Progress
@@ -32,7 +32,7 @@ class GuestPool:
     #: Kernels whose boot failed, with the error: their other tests fail at once.
     failures: dict[str, str] = field(default_factory=dict)
 
-    def get(self, kernel: session.Kernel, *, progress: Progress = lambda _: None) -> tuple[Guest, bool]:
+    def get(self, kernel: guest_kernel.Kernel, *, progress: Progress = lambda _: None) -> tuple[Guest, bool]:
         """A live guest of *kernel*, and whether it was booted just now; NotBooted when it cannot be.
         *progress* hears what a boot says of itself (a root filesystem built, smaller guests)."""
         if kernel.id in self.failures:
@@ -55,12 +55,12 @@ class GuestPool:
         self.boots.setdefault(kernel.id, []).append(guest.boot_seconds or 0.0)
         return guest, True
 
-    def _boot(self, kernel: session.Kernel, *, progress: Progress) -> Guest:
-        verdict = self.accel.get(kernel.id) or session.choose_accel(kernel)
+    def _boot(self, kernel: guest_kernel.Kernel, *, progress: Progress) -> Guest:
+        verdict = self.accel.get(kernel.id) or guest_kernel.choose_accel(kernel)
         self.accel[kernel.id] = verdict
         timeouts = timeouts_for(kvm=verdict.kvm, foreign=kernel.spec.foreign, boot=self.boot_timeout,
                                 command=self.command_timeout)
-        guest = session.new_guest(kernel, accel=verdict, timeouts=timeouts, append=self.kernel_args,
+        guest = guest_kernel.new_guest(kernel, accel=verdict, timeouts=timeouts, append=self.kernel_args,
                                   progress=progress)
         return guest.boot()
 
