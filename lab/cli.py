@@ -8,6 +8,7 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -108,6 +109,40 @@ def _run_or_check(args: argparse.Namespace, *, lab: labs.Lab, program: Path | No
         print(f"{spec.id}: PASS {lab.name} (attached in {result.attach_seconds:.1f}s, trace after "
               f"{result.trace_seconds:.1f}s, {time.monotonic() - started:.1f}s with boot)")
     return 1 if failures else 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    import json
+
+    from lab.report import loads
+
+    source = Path(args.file).resolve()
+    if not source.is_file():
+        raise UsageError(f"no such file: {args.file}", hint="give a compiled BPF object (.bpf.o) or its C source (.bpf.c)")
+    specs = catalog.select(catalog.load_catalog(), kernels=args.kernel, arches=args.arch, userland=args.userland)
+    results: dict[str, loads.Outcome] = {}
+    with tempfile.TemporaryDirectory(prefix="ebpf-lab-load-") as scratch:
+        for spec in specs:
+            obj = _bpf_object(source, machine=spec.arch.name, scratch=Path(scratch))
+            _, guest = _boot(spec, args)
+            try:
+                with guest:
+                    results[spec.id] = guest.load(obj, attach=not args.no_attach)
+            except GuestError as error:
+                results[spec.id] = error
+    print(json.dumps(loads.as_json(results), indent=2) if args.json else loads.render(results), end="\n" if args.json else "")
+    return 0 if loads.ok(results) else 1
+
+
+def _bpf_object(source: Path, *, machine: str, scratch: Path) -> Path:
+    """*source* itself, or its C compiled on the host for *machine* (into *scratch*)."""
+    if source.suffix != ".c":
+        return source
+    from lab.host import clang
+
+    out = scratch / machine / source.with_suffix(".o").name
+    _say(f"compiling {source.name} for {machine} with clang")
+    return clang.compile_bpf(source, out, machine=machine)
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
@@ -273,6 +308,12 @@ def _guest_commands(sub) -> None:  # type: ignore[no-untyped-def]
     p.add_argument("file")
     _with_kernel(p)
     p.set_defaults(func=cmd_check)
+    p = sub.add_parser("load", help="load (and attach) a BPF object's programs on each kernel; say why any is rejected")
+    p.add_argument("file", help="a compiled BPF object (.bpf.o), or BPF C (.bpf.c) to compile on the host first")
+    p.add_argument("--no-attach", action="store_true", help="only load, do not attach")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    _with_kernel(p)
+    p.set_defaults(func=cmd_load)
     p = sub.add_parser("shell", help="an interactive shell in a guest")
     _with_kernel(p)
     p.set_defaults(func=cmd_shell)

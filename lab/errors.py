@@ -59,6 +59,16 @@ class ProcessTimeout(LabError):
             self.exit_code = exit_code
 
 
+class CompileError(LabError):
+    """clang rejected BPF C on the host (a CO-RE object, the core lab): *output* has its diagnostics."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str = "", output: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.output = output
+
+
 class GuestError(LabError):
     """Something went wrong inside or with the guest VM."""
 

@@ -32,6 +32,9 @@ MISTAKES = [
     ("hello", "hello_wrong_function.py", "attach", r"[Ff]ailed to attach .*sys_execve_hello"),
     ("perfbuf", "perfbuf_wrong_syscall.py", "wrong_output", r"no output matching"),
     ("opens", "opens_silent.py", "no_output", r"no output matching"),
+    ("core", "core_compile_error.bpf.c", "compile", r"error: use of undeclared identifier 'tgdi'"),
+    ("core", "core_unchecked_map.bpf.c", "attach", r"the verifier rejected the program"),
+    ("bpftrace", "bpftrace_typo.bt", "compile", r"ERROR: .*filname"),
 ]
 
 
@@ -59,7 +62,7 @@ def test_reference_solution_passes(request: pytest.FixtureRequest, kernel, name:
     assert re.search(lab.expect, result.matched)
 
 
-@pytest.mark.parametrize(("name", "student", "kind", "message"), MISTAKES, ids=[m[1].removesuffix(".py") for m in MISTAKES])
+@pytest.mark.parametrize(("name", "student", "kind", "message"), MISTAKES, ids=[m[1].split(".")[0] for m in MISTAKES])
 def test_wrong_student_program_fails_with_its_hint(request: pytest.FixtureRequest, kernel, name: str,  # type: ignore[no-untyped-def]
                                                   student: str, kind: str, message: str) -> None:
     _only_on_default(kernel)

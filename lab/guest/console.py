@@ -80,7 +80,8 @@ def parse_poll(text: str, *, nonce: str) -> tuple[str, int, int | None]:
 
 
 #: clang's error diagnostic as BCC prints it, before Python's traceback: ``/virtual/main.c:6:5: error: …``.
-_COMPILE_ERROR = re.compile(r":\d+:\d+: (fatal )?error:")
+# clang's "file:12:5: error:", and bpftrace's "file:1:12-20: ERROR:".
+_COMPILE_ERROR = re.compile(r":\d+:\d+(?:-\d+)?: (?:fatal )?(?:error|ERROR):")
 
 
 def is_compile_error(line: str) -> bool:
@@ -91,6 +92,22 @@ def is_compile_error(line: str) -> bool:
 def compile_error(output: str) -> str | None:
     """The first clang error line in a BPF program's *output*, or None when the BPF C code compiled."""
     return next((line.strip() for line in clean(output).split("\n") if is_compile_error(line)), None)
+
+
+# Where a kernel's own headers are: /lib/modules/<release>/build/include/linux/fs.h, linux-headers-*, arch/*/include.
+_KERNEL_HEADER = re.compile(r"(?:/lib/modules/[^/\s]+/(?:build|source)/|/linux-headers-[^/\s]+/|^\s*)"
+                            r"((?:arch/\w+/)?include/(?:linux|asm|asm-generic|uapi|generated)/\S+?\.h):\d+:\d+: (?:fatal )?error:")
+
+
+def kernel_header_error(output: str) -> str | None:
+    """The kernel header (``include/linux/fs.h``) the first clang error is in, or None when the
+    error is the program's own: BCC compiles the kernel's headers too, and an older BCC's clang
+    can fail on a newer kernel's."""
+    first = compile_error(output)
+    match = _KERNEL_HEADER.search(first) if first else None
+    return match.group(1) if match else None
+
+
 def poll_backlog(text: str, *, nonce: str) -> int:
     """Bytes a spawned process printed beyond what this poll answer brought (its status line's
     fourth field; 0 when absent)."""

@@ -23,7 +23,7 @@ import pexpect
 
 from lab.boot.config import VMConfig, check_files, guest_path
 from lab.errors import BootTimeout, CommandTimeout, GuestError, GuestExited, GuestPanic
-from lab.guest import console
+from lab.guest import bpf_objects, console, files
 from lab.guest import shell as guest_shell
 from lab.guest.background import OutputSink, Process
 from lab.guest.timeouts import Timeouts, timeouts_for
@@ -195,24 +195,21 @@ class Guest:
         """Where this guest sees the host path *host*; None when it cannot (a root-disk guest sees only shares)."""
         return guest_path(host, root_disk=self.config.root_disk is not None, rodirs=self.config.rodirs)
 
-    def visible_path(self, host: Path) -> str:
-        """A guest path with the contents of the host file *host*: where the guest sees it, else a copy.
+    def copy_in(self, host: Path, guest_path: str | None = None) -> str:
+        """Put the host file *host* into the guest and return its guest path (see lab.guest.files).
 
-        The copy travels through the console (base64, in chunks under the tty's line
-        limit) into /tmp, so a student's program anywhere on the host reaches a
-        root-disk guest without sharing its directory.
+        Without *guest_path*, a file the guest already sees (a host-root guest sees the
+        host's files read-only) is not copied.
         """
-        seen = self.guest_path(host)
-        if seen is not None:
-            return seen
-        data = base64.b64encode(host.read_bytes()).decode()
-        target = f"/tmp/.ebpf-lab-files/{secrets.token_hex(4)}/{host.name}"
-        self.run(f"mkdir -p {shlex.quote(target.rsplit('/', 1)[0])}; : > {shlex.quote(target)}.b64", check=True, timeout=30)
-        step = 3000
-        for start in range(0, len(data), step):
-            self.run(f"printf %s {data[start:start + step]} >> {shlex.quote(target)}.b64", check=True, timeout=30)
-        self.run(f"base64 -d {shlex.quote(target)}.b64 > {shlex.quote(target)}", check=True, timeout=30)
-        return target
+        return files.copy_in(self, Path(host), guest_path)
+
+    def copy_out(self, guest_path: str, host: Path) -> Path:
+        """Copy the guest file *guest_path* to *host* (a file or a directory); return the host path."""
+        return files.copy_out(self, guest_path, Path(host))
+
+    def load(self, obj: Path, *, attach: bool = True):  # type: ignore[no-untyped-def]
+        """Load (and attach) each program of the BPF object *obj* with the guest's libbpf: an ObjectLoad."""
+        return bpf_objects.load_object(self, Path(obj), attach=attach)
 
     def out_of_memory(self, *, since: int | None = None) -> list[str]:
         """The processes the guest's OOM killer ended since transcript position *since*
@@ -223,9 +220,10 @@ class Guest:
         """A position in the transcript, for out_of_memory(since=...)."""
         return self._transcript.total
 
-    def transcript(self) -> str:
-        """What the console printed so far: all of it, or its last OUTPUT_KEPT characters (the log has all)."""
-        return self._transcript.text()
+    def transcript(self, *, since: int | None = None) -> str:
+        """What the console printed so far (or since transcript_mark() returned *since*): all of
+        it, or its last OUTPUT_KEPT characters (the log has all)."""
+        return self._transcript.text() if since is None else self._transcript.since(since)
 
     # -- internals --------------------------------------------------------------------
 
@@ -298,7 +296,8 @@ class Guest:
 
 def _encode(command: str) -> str:
     """One console line for *command*; multi-line or long commands travel base64-encoded."""
-    if "\n" not in command and len(command) < 1000 and command.isprintable():
+    # Up to the tty's line limit as it is: base64 would make a long line a third longer.
+    if "\n" not in command and len(command) <= _MAX_LINE and command.isprintable():
         return command
     encoded = base64.b64encode(command.encode()).decode()
     if len(encoded) > _MAX_LINE:

@@ -73,6 +73,9 @@ TOOLS: dict[str, Source] = {
     "zstd": _apt("zstd", "decompresses kernel modules and images"),
     "mmdebstrap": _apt("mmdebstrap", "unpacks Debian root filesystems"),
     "mkfs.ext4": _apt("e2fsprogs", "makes root disk images"),
+    "clang": _apt("clang", "compiles BPF C (the core lab, CO-RE objects)"),
+    "bpftool": _apt("bpftool", "x86_64 guests' bpftool; generates skeletons and vmlinux.h"),
+    "bpftrace": _apt("bpftrace", "x86_64 guests' bpftrace (the bpftrace lab)"),
 }
 
 

@@ -43,10 +43,12 @@ PACKAGES = (
     "mount", "kmod", "procps", "hostname", "busybox-static", "iproute2",
     # su (virtme-ng starts the console shell through it) needs PAM's modules.
     "libpam-modules", "libpam-runtime", "base-files",
+    # BPF beyond BCC: libbpf loads CO-RE objects (lab load, the core lab); bpftool and bpftrace.
+    "libbpf1", "bpftool", "bpftrace",
 )
 
 #: Bump when the contents change in a way that old cached trees lack.
-LAYOUT = 3
+LAYOUT = 4
 
 #: Minimal account databases: virtme-ng's init runs ``su root`` and mounts devpts with gid=tty.
 PASSWD = (

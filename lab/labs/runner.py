@@ -1,13 +1,18 @@
-"""Labs: a directory of data plus a BCC program, and the runner that checks one in a guest.
+"""Labs: a directory of data plus a BPF program, and the runner that checks one in a guest.
 
-A lab directory (``lab/labs/<name>/``) holds ``lab.toml`` (title, readiness check,
+A lab directory (``lab/labs/<name>/``) holds ``lab.toml`` (title, kind, readiness check,
 trigger commands, expected output, kernel requirement, hints), ``README.md`` (what it
 teaches) and the reference program. Adding a lab is adding a directory.
+
+A lab's ``kind`` says what its program is and how it runs in the guest (see KINDS): a BCC
+Python program, a libbpf CO-RE ``.bpf.c`` (compiled on the host with clang, loaded and
+attached in the guest by its libbpf), or a bpftrace script.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import re
 import shlex
@@ -17,12 +22,21 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.errors import CatalogError, CommandTimeout, LabFailure, UsageError
-from lab.guest import console
+from lab.errors import (
+    CatalogError,
+    CommandTimeout,
+    CompileError,
+    LabFailure,
+    UsageError,
+)
+from lab.guest import bpf_objects, console, verifier
 from lab.guest import shell as guest_shell
 from lab.guest.background import POLL_CHUNK, OutputSink, ProcessEnded
 from lab.guest.guest import Guest
+from lab.host import clang
+from lab.host.locks import fill_once
 from lab.host.resources import package_dir
+from lab.settings import cache_dir
 
 LABS_DIR = package_dir("lab.labs")
 
@@ -38,6 +52,13 @@ FAILURE_KINDS = {
     "no_output": "the program printed nothing after the trigger",
     "wrong_output": "the program's output lacks what the lab expects",
     "check": "the lab's check.py rejected the output",
+}
+
+#: Kinds of lab program: what it is, and the guest program it needs.
+KINDS = {
+    "bcc": ("a BCC Python program", "python3"),
+    "libbpf": ("a libbpf CO-RE program in C (.bpf.c), compiled on the host", "python3"),
+    "bpftrace": ("a bpftrace script", "bpftrace"),
 }
 
 
@@ -71,6 +92,8 @@ class Lab:
     order: int = 100
     #: Hints for one kind of failure (see FAILURE_KINDS), from a ``[hints]`` table in lab.toml.
     kind_hints: Mapping[str, str] = field(default_factory=dict)
+    #: What the program is (a key of KINDS).
+    kind: str = "bcc"
 
     def hint_for(self, kind: str) -> str:
         """The hint for a failure of *kind*: the specific one if the lab has it, else the general ones."""
@@ -99,9 +122,16 @@ def load_lab(directory: Path) -> Lab:
             trigger=tuple(data.get("trigger", [])), expect=data["expect"], kernel_constraint=data.get("kernel", ""),
             hints=general, kind_hints=kinds, expect_timeout=float(data.get("expect_timeout", 30)),
             setup=tuple(data.get("setup", [])), checker=checker, order=int(data.get("order", 100)),
+            kind=_kind(data.get("kind", "bcc"), meta),
         )
     except KeyError as exc:
         raise CatalogError(f"{meta}: missing {exc}", hint="every lab needs 'title' and 'expect'") from None
+
+
+def _kind(value: object, meta: Path) -> str:
+    if value not in KINDS:
+        raise CatalogError(f"{meta}: unknown kind {value!r}", hint=f"known kinds: {', '.join(KINDS)}")
+    return str(value)
 
 
 def _parse_hints(value: object, meta: Path) -> tuple[tuple[str, ...], dict[str, str]]:
@@ -171,7 +201,7 @@ def run_lab(guest: Guest, lab: Lab, *, program: Path | None = None, python: str 
     # No `exec`: the spawn script's `echo $? > rc` after the command must run, or a program
     # that dies (a compile error) is only noticed when the attach timeout runs out.
     mark = guest.transcript_mark()
-    process = guest.spawn(shlex.join([python, guest.visible_path(program)]), on_output=on_output)
+    process = guest.spawn(shlex.join(program_command(guest, lab, program, python=python)), on_output=on_output)
     try:
         _wait_ready(guest, lab, process, timeout=attach_timeout or guest.timeouts.attach, mark=mark)
         attached = time.monotonic()
@@ -199,6 +229,33 @@ def run_lab(guest: Guest, lab: Lab, *, program: Path | None = None, python: str 
                        total_seconds=time.monotonic() - started, output=process.output, matched=match.group(0))
     guest.lab_results.append(result)
     return result
+
+
+def program_command(guest: Guest, lab: Lab, program: Path, *, python: str = "/usr/bin/python3") -> list[str]:
+    """The guest command that runs *program* as a program of *lab*'s kind (a libbpf one is compiled first)."""
+    tool = KINDS[lab.kind][1]
+    if tool != "python3" and not guest.run(f"command -v {tool}", timeout=60).ok:
+        raise LabFailure(f"lab {lab.name}: {tool} is not installed in this guest", kind="exited",
+                         hint=f"install {tool} on the host (lab setup), or rebuild the guest's root filesystem")
+    if lab.kind == "bpftrace":
+        return ["bpftrace", guest.copy_in(program)]
+    if lab.kind == "libbpf":
+        obj = _compile(lab, program, machine=guest.config.arch.name)
+        return [python, guest.copy_in(bpf_objects.LOADER), "run", guest.copy_in(obj), "--trace-pipe"]
+    return [python, guest.copy_in(program)]
+
+
+def _compile(lab: Lab, program: Path, *, machine: str) -> Path:
+    """A libbpf lab's program compiled on the host, into the cache: one object per source text and arch."""
+    digest = hashlib.sha256(program.read_bytes()).hexdigest()[:16]
+    entry = cache_dir() / "objects" / machine / digest
+    obj = entry / f"{lab.name}.bpf.o"
+    try:
+        fill_once(entry, what=f"compiling {program.name}", ready=obj.is_file,
+                  fill=lambda tmp: clang.compile_bpf(program, tmp / obj.name, machine=machine) and None)
+    except CompileError as error:
+        raise _failure(lab, "compile", "the BPF program does not compile", error.output) from None
+    return obj
 
 
 def _expect(guest: Guest, lab: Lab, process, *, mark: int) -> re.Match[str]:  # type: ignore[no-untyped-def]
@@ -243,11 +300,17 @@ def _exit_kind(output: str, *, returncode: int | None, oom: Sequence[str] = ()) 
     """
     if oom and returncode == 137:
         return "exited", f"the program was killed by the guest kernel's OOM killer ({', '.join(oom)}): it ran out of memory"
+    header = console.kernel_header_error(output)
+    if header:
+        return "compile", (f"BCC cannot compile this kernel's own header {header}: the guest's BCC is older than the "
+                           "kernel (run it with --userland debian, the BCC of the kernel's own Debian suite)")
     if console.compile_error(output):
         return "compile", "the BPF program does not compile"
-    # BCC's words when the verifier or the kernel refuses the program, or the probe's target is wrong.
-    if re.search(r"[Ff]ailed to attach|cannot attach|Failed to load|[Ff]ailed to open|bpf: .*(Invalid argument|Permission denied)", output):
-        return "attach", "the BPF program could not be loaded or attached"
+    # BCC's and libbpf's words when the verifier or the kernel refuses the program, or the probe's target is wrong.
+    if re.search(r"[Ff]ailed to attach|cannot attach|[Ff]ailed to load|[Ff]ailed to open|bpf: .*(Invalid argument|Permission denied)", output):
+        reason = verifier.classify(output)
+        why = f": {verifier.explain(reason)}" if reason != "other" else ""
+        return "attach", f"the BPF program could not be loaded or attached{why}"
     return "exited", f"the program exited with status {returncode}"
 
 

@@ -21,6 +21,8 @@ from lab.pytest_plugin.state import STATE, state_of
 GUEST = pytest.StashKey[Guest]()
 BOOTED = pytest.StashKey[bool]()
 LABS_BEFORE = pytest.StashKey[int]()
+#: Where the guest's transcript stood when the test got it: what the test's guest printed starts there.
+TRANSCRIPT_MARK = pytest.StashKey[int]()
 
 
 def _skip_reason(spec: catalog.KernelSpec, node) -> str | None:  # type: ignore[no-untyped-def]
@@ -116,6 +118,7 @@ def vm(request: pytest.FixtureRequest, _lab_guest_slot: guest_kernel.Kernel) -> 
         request.node.stash[BOOTED] = True
     request.node.stash[GUEST] = guest
     request.node.stash[LABS_BEFORE] = len(guest.lab_results)
+    request.node.stash[TRANSCRIPT_MARK] = guest.transcript_mark()
     return guest
 
 

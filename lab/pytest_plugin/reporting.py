@@ -9,7 +9,7 @@ import pytest
 
 from lab import settings
 from lab.boot import accel as accel_mod
-from lab.guest import console
+from lab.guest import console, verifier
 from lab.guest.kernel import needs_rootfs
 from lab.kernels import catalog
 from lab.kernels.fetch import cached
@@ -89,6 +89,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type
     if panic:
         # From its first line: a stack trace can push the panic's own words out of the last lines.
         report.sections.append(("guest kernel panic", panic))
+    # A BPF program that did not load says why, in the verifier's words, whoever loaded it
+    # (BCC, libbpf, bpftool, bpftrace): its output came through the console during this test.
+    refused = verifier.load_failure(console.clean(guest.transcript(since=item.stash.get(fixtures.TRANSCRIPT_MARK, 0))))
+    if refused:
+        report.sections.append(("why the BPF program did not load", refused))
     report.sections.append(("guest console (last lines)", console.tail(transcript, lines=40)))
     report.sections.append(("guest console log", str(guest.log_path)))
 

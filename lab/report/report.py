@@ -18,6 +18,7 @@ from pathlib import Path
 
 from lab.errors import UsageError
 from lab.kernels.catalog import id_order
+from lab.report.grid import render_grid
 
 #: Column used for tests that boot no kernel (they ran on the CI host itself).
 HOST = "host"
@@ -247,14 +248,9 @@ def render_table(matrix: Matrix, *, verdicts: bool = True) -> str:
     Without *verdicts* (the counts and each failure's first line) for pytest's terminal summary,
     where pytest has printed those already.
     """
-    names = [_short(t) for t in matrix.tests]
-    width = max([len("test"), *map(len, names)])
-    columns = [max(len(k), 5) for k in matrix.kernels]
-    lines = ["  ".join(["test".ljust(width), *(k.ljust(w) for k, w in zip(matrix.kernels, columns))]).rstrip()]
-    for test, name in zip(matrix.tests, names):
-        cells = [LABELS[c.outcome if (c := matrix.cell(test, k)) else None].ljust(w)
-                 for k, w in zip(matrix.kernels, columns)]
-        lines.append("  ".join([name.ljust(width), *cells]).rstrip())
+    short = {_short(t): t for t in matrix.tests}
+    lines = render_grid("test", list(short), matrix.kernels,
+                        lambda name, k: LABELS[c.outcome if (c := matrix.cell(short[name], k)) else None])
     if verdicts:
         lines.append("")
         lines += _verdict_lines(matrix)
