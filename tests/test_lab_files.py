@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from lab.boot import config as vm
 from lab.boot import prepared
 from lab.errors import CatalogError, HostError, LabFailure
+from lab.guest import features
 from lab.host.resources import package_dir
 from lab.kernels import catalog
 from lab.labs.constraints import kernel_matches
@@ -38,12 +40,13 @@ def test_lab_directory_is_complete(name: str) -> None:
         kernel_matches("6.1", lab.kernel_constraint)  # raises on a malformed constraint
 
 
-def test_ringbuf_needs_5_8() -> None:
+def test_ringbuf_asks_the_kernel_for_ring_buffers_not_a_version() -> None:
     ringbuf = all_labs()["ringbuf"]
-    assert ringbuf.kernel_constraint == ">=5.8"
-    assert not kernel_matches("5.4", ringbuf.kernel_constraint)
-    assert all(kernel_matches(s.series, ringbuf.kernel_constraint) for s in catalog.load_catalog().values()
-               if s.series_tuple >= (5, 8))
+    assert ringbuf.features == ("map:ringbuf",) and not ringbuf.kernel_constraint
+    recorded = Path(__file__).parent / "data" / "features"
+    for probe in recorded.glob("*.json"):
+        have = features.flatten(json.loads(probe.read_text()), kernel=probe.stem)
+        assert have.missing(ringbuf.features) == [], probe.stem  # every catalog kernel has them (5.8+)
 
 
 def test_the_shipped_files_are_real_files_of_the_package() -> None:

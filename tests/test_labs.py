@@ -56,6 +56,10 @@ def test_reference_solution_passes(request: pytest.FixtureRequest, kernel, name:
         pytest.skip(f"{kernel.id} is emulated {kernel.spec.arch.name} and EBPF_LAB_FOREIGN_LABS=0")
     if lab.kernel_constraint and not kernel_matches(kernel.spec.series, lab.kernel_constraint):
         pytest.skip(f"lab {name} needs kernel {lab.kernel_constraint}; {kernel.id} is {kernel.spec.series}")
+    if lab.features:
+        missing = request.getfixturevalue("bpf_features").missing(lab.features)
+        if missing:
+            pytest.skip(f"lab {name} needs BPF feature(s) {', '.join(missing)}, which {kernel.id} lacks")
     vm = request.getfixturevalue("vm")
     result = run_lab(vm, lab)
     assert result.passed

@@ -16,6 +16,7 @@ from pathlib import Path
 from lab.boot import accel as accel_mod
 from lab.boot.config import INTERACTIVE_SHELL, VMConfig, guest_shell, root_disk_shares
 from lab.errors import HostError
+from lab.guest import features
 from lab.guest.guest import Guest
 from lab.guest.timeouts import Timeouts
 from lab.host import tools
@@ -49,6 +50,12 @@ class Kernel:
     def release(self) -> str:
         """``uname -r`` in the guest."""
         return self.files.release
+
+    @property
+    def features(self):  # type: ignore[no-untyped-def]
+        """The kernel's BPF features (lab.guest.features.Features) if it was ever probed, else None:
+        the ``bpf_features`` fixture and ``lab features`` probe it."""
+        return features.cached(self)
 
     @property
     def version(self) -> str:

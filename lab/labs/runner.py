@@ -29,10 +29,11 @@ from lab.errors import (
     LabFailure,
     UsageError,
 )
-from lab.guest import bpf_objects, console, verifier
+from lab.guest import bpf_objects, console, features, verifier
 from lab.guest import shell as guest_shell
 from lab.guest.background import POLL_CHUNK, OutputSink, ProcessEnded
 from lab.guest.guest import Guest
+from lab.guest.kernel import Kernel
 from lab.host import clang
 from lab.host.locks import fill_once
 from lab.host.resources import package_dir
@@ -94,6 +95,8 @@ class Lab:
     kind_hints: Mapping[str, str] = field(default_factory=dict)
     #: What the program is (a key of KINDS).
     kind: str = "bcc"
+    #: BPF features the kernel must have (lab.guest.features names, e.g. ``map:ringbuf``).
+    features: tuple[str, ...] = ()
 
     def hint_for(self, kind: str) -> str:
         """The hint for a failure of *kind*: the specific one if the lab has it, else the general ones."""
@@ -122,7 +125,7 @@ def load_lab(directory: Path) -> Lab:
             trigger=tuple(data.get("trigger", [])), expect=data["expect"], kernel_constraint=data.get("kernel", ""),
             hints=general, kind_hints=kinds, expect_timeout=float(data.get("expect_timeout", 30)),
             setup=tuple(data.get("setup", [])), checker=checker, order=int(data.get("order", 100)),
-            kind=_kind(data.get("kind", "bcc"), meta),
+            kind=_kind(data.get("kind", "bcc"), meta), features=tuple(data.get("features", [])),
         )
     except KeyError as exc:
         raise CatalogError(f"{meta}: missing {exc}", hint="every lab needs 'title' and 'expect'") from None
@@ -229,6 +232,14 @@ def run_lab(guest: Guest, lab: Lab, *, program: Path | None = None, python: str 
                        total_seconds=time.monotonic() - started, output=process.output, matched=match.group(0))
     guest.lab_results.append(result)
     return result
+
+
+def missing_features(guest: Guest, lab: Lab, kernel: Kernel) -> list[str]:
+    """The BPF features *lab* needs that *kernel* lacks (probed in *guest* unless cached)."""
+    if not lab.features:
+        return []
+    have = features.cached(kernel) or features.probe(guest, kernel)
+    return have.missing(lab.features)
 
 
 def program_command(guest: Guest, lab: Lab, program: Path, *, python: str = "/usr/bin/python3") -> list[str]:

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from lab.errors import LabError
+from lab.guest import features as features_mod
 from lab.guest import kernel as guest_kernel
 from lab.guest.guest import Guest
 from lab.kernels import catalog
@@ -120,6 +121,36 @@ def vm(request: pytest.FixtureRequest, _lab_guest_slot: guest_kernel.Kernel) -> 
     request.node.stash[LABS_BEFORE] = len(guest.lab_results)
     request.node.stash[TRANSCRIPT_MARK] = guest.transcript_mark()
     return guest
+
+
+@pytest.fixture
+def bpf_features(request: pytest.FixtureRequest, kernel: guest_kernel.Kernel) -> features_mod.Features:
+    """What BPF the kernel under test has (``bpftool feature probe`` in its guest, cached per
+    Debian package version): ``.has("map:ringbuf")``, ``.present``. Boots the guest only when the
+    kernel was never probed."""
+    found = features_mod.cached(kernel)
+    if found is None:
+        guest = request.getfixturevalue("vm")
+        try:
+            found = features_mod.probe(guest, kernel)
+        except LabError as error:
+            pytest.fail(str(error), pytrace=False)
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _lab_bpf_marker(request: pytest.FixtureRequest) -> None:
+    """``@pytest.mark.bpf(...)``: skip, naming the missing features, on a kernel that lacks any."""
+    wanted = [name for mark in request.node.iter_markers("bpf") for name in mark.args]
+    if not wanted or "kernel" not in request.fixturenames:
+        return
+    have = request.getfixturevalue("bpf_features")
+    try:
+        missing = have.missing(wanted)
+    except LabError as error:
+        pytest.fail(str(error), pytrace=False)
+    if missing:
+        pytest.skip(f"kernel {have.kernel} lacks BPF feature(s) {', '.join(missing)} (bpftool feature probe)")
 
 
 def _progress(config: pytest.Config):  # type: ignore[no-untyped-def]

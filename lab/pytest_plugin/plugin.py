@@ -8,7 +8,9 @@ tests are grouped by kernel.
 from __future__ import annotations
 
 from lab.pytest_plugin.fixtures import (  # noqa: F401  (pytest finds them here)
+    _lab_bpf_marker,
     _lab_guest_slot,
+    bpf_features,
     kernel,
     pytest_collection_modifyitems,
     pytest_generate_tests,

@@ -1,0 +1,80 @@
+"""BPF features asked of the kernel (``bpftool feature probe`` in the guest), not guessed from its version.
+
+Pure tests read probes recorded from the catalog's kernels (``tests/data/features/<kernel>.json``,
+copied from the cache that ``lab features`` fills); the guest tests probe for real.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lab.errors import UsageError
+from lab.guest import features
+
+RECORDED = Path(__file__).parent / "data" / "features"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def recorded(kernel: str) -> features.Features:
+    data = json.loads((RECORDED / f"{kernel}.json").read_text())
+    return features.flatten(data, kernel=kernel)
+
+
+def test_probe_is_flattened_into_names_people_write():
+    have = recorded("6.1-amd64")
+    assert {"prog:kprobe", "prog:tracepoint", "map:ringbuf", "map:hash", "helper:bpf_loop",
+            "helper:kprobe:bpf_loop", "misc:bounded_loops"} <= have.present
+    # Every helper available to some program type is also a plain helper:NAME.
+    assert all(f"helper:{name.split(':')[2]}" in have.present for name in have.present if name.count(":") == 2)
+
+
+def test_what_differs_across_the_catalog_is_real_history():
+    old, new = recorded("5.10-amd64"), recorded("6.1-amd64")
+    # bpf_loop (5.17), bpf_get_current_task_btf (5.11) and user ring buffers (6.1) are newer than 5.10.
+    for name in ("helper:bpf_loop", "helper:bpf_get_current_task_btf", "map:user_ringbuf"):
+        assert not old.has(name) and new.has(name), name
+    assert old.missing(["map:ringbuf", "helper:bpf_loop"]) == ["helper:bpf_loop"]
+    rows = features.matrix_rows({"5.10-amd64": old, "6.1-amd64": new})
+    assert "helper:bpf_loop" in rows and "map:hash" not in rows
+    assert set(rows) < set(features.matrix_rows({"5.10-amd64": old, "6.1-amd64": new}, everything=True))
+
+
+def test_a_malformed_feature_name_is_a_usage_error():
+    with pytest.raises(UsageError, match="unknown BPF feature 'ringbuf'"):
+        recorded("6.1-amd64").missing(["ringbuf"])
+    # A name this kernel's probe does not know is missing, so a test needing it is skipped, not run.
+    assert recorded("6.1-amd64").missing(["map:ringbuffer"]) == ["map:ringbuffer"]
+
+
+def test_what_an_older_bpftool_does_not_probe_is_unknown_not_absent():
+    # x86_64 guests use the host's bpftool (bookworm's 7.1), which predates arena maps; the
+    # arm64 6.12 guest has trixie's 7.5.
+    assert recorded("6.12-arm64").state("map:arena") == "yes"
+    assert recorded("6.12-amd64").state("map:arena") == "?"
+    assert recorded("5.10-amd64").state("helper:bpf_loop") == "no"
+    assert recorded("5.10-amd64").state("map:user_ringbuf") == "no"
+
+
+@pytest.mark.bpf("helper:bpf_get_current_task_btf")
+def test_marked_test_runs_only_where_the_kernel_has_the_feature(vm, kernel, bpf_features):  # type: ignore[no-untyped-def]
+    # Skipped on 5.10, which lacks the helper (named in the skip reason); here it runs.
+    assert bpf_features.has("helper:bpf_get_current_task_btf")
+    assert kernel.features is not None and kernel.features.present == bpf_features.present
+
+
+def test_lab_features_answers_from_the_cache_without_a_guest(kernel, bpf_features):  # type: ignore[no-untyped-def]
+    """After one probe, ``lab features`` reads the cache: no guest, one line per differing feature."""
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "lab.cli", "features", "--kernel", kernel.id, "--arch", kernel.arch,
+                           "--all"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    seconds = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    assert "booting" not in done.stderr
+    assert "map:ringbuf" in done.stdout
+    print(f"lab features from the cache: {seconds:.2f}s")
