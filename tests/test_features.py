@@ -6,6 +6,7 @@ copied from the cache that ``lab features`` fills); the guest tests probe for re
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 
 from lab.errors import UsageError
 from lab.guest import features
+from lab.labs.runner import get_lab, missing_features
 
 RECORDED = Path(__file__).parent / "data" / "features"
 REPO = Path(__file__).resolve().parent.parent
@@ -78,3 +80,11 @@ def test_lab_features_answers_from_the_cache_without_a_guest(kernel, bpf_feature
     assert "booting" not in done.stderr
     assert "map:ringbuf" in done.stdout
     print(f"lab features from the cache: {seconds:.2f}s")
+
+
+def test_a_lab_needing_a_feature_names_what_the_kernel_lacks(vm, kernel, bpf_features):  # type: ignore[no-untyped-def]
+    """What ``lab run``/``lab check`` print as SKIP: the feature, not a version (bpf_loop is 5.17+)."""
+    lab = dataclasses.replace(get_lab("ringbuf"), features=("map:ringbuf", "helper:bpf_loop"))
+    expected = [] if bpf_features.has("helper:bpf_loop") else ["helper:bpf_loop"]
+    assert missing_features(vm, lab, kernel) == expected
+    assert (kernel.spec.series_tuple >= (5, 17)) == (expected == [])
