@@ -19,6 +19,7 @@ import pytest
 from lab.errors import GuestError, UsageError
 from lab.guest import files
 from lab.host.clang import compile_bpf
+from lab.kernels import catalog
 
 SOURCES = Path(__file__).parent / "data" / "bpf"
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "core"
@@ -77,8 +78,11 @@ def test_bpftrace_one_liner_on_execve(vm) -> None:  # type: ignore[no-untyped-de
     tracer = vm.spawn(f"bpftrace -e '{script}'")
     try:
         tracer.expect(r"Attaching 1 probe", timeout=vm.timeouts.attach)
-        # bpftrace says it is attaching just before it does.
-        vm.run("sleep 1; /bin/true")
+        # bpftrace says it is attaching before it does: wait for the kernel to list the program.
+        limit = int(vm.timeouts.attach)
+        assert vm.run(f"(for i in $(seq {limit}); do bpftool perf | grep -q sys_enter_execve && exit 0; sleep 1; done;"
+                      " exit 1)", timeout=limit + 60).ok
+        vm.run("/bin/true")
         match = tracer.expect(r"bpftrace saw /bin/true", timeout=30 * vm.timeouts.expect_scale)
         assert match
     finally:
@@ -135,3 +139,18 @@ def test_core_skeleton_binary_runs_unchanged(vm, kernel, tmp_path_factory: pytes
         assert program.expect(r"exec pid \d+ ppid \d+ comm \S+ file /bin/true", timeout=30 * vm.timeouts.expect_scale)
     finally:
         program.close()
+
+
+def test_a_test_whose_bpf_program_fails_to_load_says_why(pytester: pytest.Pytester, kernel) -> None:  # type: ignore[no-untyped-def]
+    """Whoever loads it (here BCC, as a user's test would): the report names the reason and quotes the verifier."""
+    if kernel.id != catalog.default_kernel_id():
+        pytest.skip("the report is the same on every kernel; checked on the default one")
+    pytester.makepyfile(test_user=f'''
+def test_users_loader(vm):
+    result = vm.run("python3 {SOURCES / "bcc_unchecked.py"}")
+    assert result.ok
+''')
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--kernel", kernel.id, timeout=600)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*why the BPF program did not load*", "the verifier rejected the program",
+                                 "R0 invalid mem access 'map_value_or_null'"])

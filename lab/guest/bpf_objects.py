@@ -58,7 +58,9 @@ class ProgramLoad:
         """The reason in words, then the last lines of the verifier log (or of libbpf's messages)."""
         if self.ok:
             return ""
-        return f"{verifier.explain(self.reason)}\n{verifier.last_lines(self.verifier_log or self.log, lines=lines)}"
+        detail = (verifier.excerpt(self.verifier_log, lines=lines) if self.verifier_log
+                  else verifier.last_lines(self.log, lines=lines))
+        return f"{verifier.explain(self.reason)}\n{detail}"
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ _PATTERNS = (
     ("attach_point", (r"failed to find kernel BTF type ID of|failed to create kprobe|failed to create uprobe"
                      r"|failed to (?:create|attach to) tracepoint|failed to determine tracepoint"
                      r"|failed to attach to (?:kprobe|tracepoint)|failed to find target func"
-                     r"|Cannot find .* in kernel")),
+                     r"|Cannot find .* in kernel|cannot attach kprobe|probe entry may not exist|not traceable")),
     ("unknown_helper", (r"invalid func unknown#\d+|unknown func \w+#\d+|cannot use helper|cannot call helper"
                        r"|calling kernel function \S+ is not allowed|kernel function \S+ .*not (?:found|allowed)"
                        r"|extern \(func ksym\) '[^']*': not found|failed to find BTF for extern"
@@ -65,7 +65,7 @@ def load_failure(text: str, *, lines: int = 30) -> str | None:
         return None
     log = verifier_log(text)
     found = "\n".join(line for line in text.splitlines() if _FAILED.search(line))
-    return f"{explain(classify(text))}\n{last_lines(log or found, lines=lines)}"
+    return f"{explain(classify(text))}\n{excerpt(log, lines=lines) if log else last_lines(found, lines=lines)}"
 
 
 def classify(text: str, *, errno: int = 0, stage: str = "load") -> str:
@@ -87,6 +87,19 @@ def classify(text: str, *, errno: int = 0, stage: str = "load") -> str:
 
 def explain(kind: str) -> str:
     return REASONS.get(kind, REASONS["other"])
+
+
+def excerpt(log: str, *, lines: int = 8) -> str:
+    """The part of a verifier *log* that says what it refused: the end of its instruction trace
+    (the failing instruction and the verifier's error), and the "Verification failed", "Reason"
+    and "Suggestion" paragraphs newer kernels add after it."""
+    paragraphs = re.split(r"\n\s*\n", log.strip())
+    trace = [line for line in paragraphs[0].splitlines() if line.strip() and not line.startswith("processed ")]
+    kept = trace[-lines:]
+    for paragraph in paragraphs[1:]:
+        if paragraph.lstrip().startswith(("Verification failed", "Reason:", "Suggestion:")):
+            kept += paragraph.splitlines()
+    return "\n".join(kept)
 
 
 def last_lines(text: str, *, lines: int = 8) -> str:

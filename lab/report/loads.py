@@ -45,9 +45,9 @@ def render(results: Mapping[str, Outcome], *, log_lines: int = 8) -> str:
             lines += ["", f"{kernel}: {load.error}", *_indent(verifier.last_lines(load.log, lines=log_lines))]
         for program in load.programs:
             if not program.ok:
-                lines += ["", (f"{kernel}: {program.name} ({program.section}): {program.status}: "
-                               f"{verifier.explain(program.reason)}"),
-                          *_indent(verifier.last_lines(program.verifier_log or program.log, lines=log_lines))]
+                reason, _, detail = program.why(lines=log_lines).partition("\n")
+                lines += ["", f"{kernel}: {program.name} ({program.section}): {program.status}: {reason}",
+                          *_indent(detail)]
     return "\n".join(lines) + "\n"
 
 
