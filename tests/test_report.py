@@ -8,6 +8,8 @@ skip on 5.10 and two tests that boot no kernel.
 
 from __future__ import annotations
 
+import json
+
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from lab.cli import main
+from lab.guest import features
 from lab.report import report
 
 DATA = Path(__file__).parent / "data" / "junit"
@@ -122,6 +125,21 @@ def test_html_is_self_contained():
     assert page.count("<rect ") == 5 * 4  # five kernels, four segments each
 
 
+def _probes() -> dict:  # type: ignore[type-arg]
+    """The catalog's BPF feature probes, recorded (tests/data/features/)."""
+    return {path.stem: features.flatten(json.loads(path.read_text()), kernel=path.stem)
+            for path in sorted((DATA.parent / "features").glob("*.json"))}
+
+
+def test_html_has_the_bpf_feature_matrix_with_a_filter():
+    page = report.render_html(_matrix(), features=_probes())
+    assert "<h2>BPF features per kernel</h2>" in page and 'id="feature-filter"' in page
+    assert '<tr class="differs"><th>helper:bpf_loop</th>\n<td class="no">no</td>' in page  # 5.10 first
+    assert '<tr class="same"><th>map:hash</th>' in page  # hidden until "also the features..." is ticked
+    assert "<script src" not in page
+    assert "BPF features" not in report.render_html(_matrix())  # nothing probed, no section
+
+
 def test_lab_report_command_prints_the_table_and_writes_html(tmp_path, capsys):
     out = tmp_path / "site" / "report.html"
     assert main(["report", *map(str, SHARDS), "--html", str(out)]) == 0
@@ -137,7 +155,7 @@ def _chromium() -> str | None:
 @pytest.mark.skipif(_chromium() is None, reason="Debian's chromium is not installed (apt-get install chromium)")
 def test_html_renders_in_headless_chromium(tmp_path):
     page = tmp_path / "report.html"
-    page.write_text(report.render_html(_matrix(), title="ebpf-lab sample report"))
+    page.write_text(report.render_html(_matrix(), title="ebpf-lab sample report", features=_probes()))
     shot = tmp_path / "report.png"
     base = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1200,900"]
@@ -153,6 +171,7 @@ def test_html_renders_in_headless_chromium(tmp_path):
     assert dom.count('data-outcome="pass"') == 19
     assert dom.count('data-outcome="skip"') == 1
     assert 'id="time-chart"' in dom
+    assert dom.count('<tr class="differs">') == len(features.matrix_rows(_probes()))
 
 
 def test_recorded_shard_with_boot_timeouts_and_no_properties():

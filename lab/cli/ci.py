@@ -38,10 +38,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.html:
         out = Path(args.html)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(report.render_html(matrix, title=args.title))
+        out.write_text(report.render_html(matrix, title=args.title, features=_probed(matrix.kernels)))
         say(f"HTML report: {out}")
     return 0
 
+
+
+def _probed(kernel_ids: list[str]) -> dict:  # type: ignore[type-arg]
+    """The cached BPF feature probes of these kernels (those ``lab features`` or a test probed)."""
+    from lab.guest import features
+    from lab.kernels.fetch import cached
+
+    entries = catalog.load_catalog()
+    found = {}
+    for kernel_id in kernel_ids:
+        files = cached(entries[kernel_id]) if kernel_id in entries else None
+        probe = features.load(kernel_id, files.version) if files else None
+        if probe is not None:
+            found[kernel_id] = probe
+    return found
 
 
 def register(sub) -> None:  # type: ignore[no-untyped-def]

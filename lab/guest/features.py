@@ -102,18 +102,23 @@ def _section(probe: Mapping[str, object], name: str) -> Mapping[str, object]:
     return value if isinstance(value, Mapping) else {}
 
 
-def cache_path(kernel: Kernel) -> Path:
-    return cache_dir() / "features" / f"{kernel.id}-{kernel.files.version}.json"
+def cache_path(kernel_id: str, version: str) -> Path:
+    """Where the probe of kernel *kernel_id* at Debian package *version* is kept."""
+    return cache_dir() / "features" / f"{kernel_id}-{version}.json"
 
 
 def cached(kernel: Kernel) -> Features | None:
     """The kernel's probe from the cache, or None when it was not probed (or the entry is damaged)."""
+    return load(kernel.id, kernel.files.version)
+
+
+def load(kernel_id: str, version: str) -> Features | None:
     try:
-        data = json.loads(cache_path(kernel).read_text())
+        data = json.loads(cache_path(kernel_id, version).read_text())
     except (OSError, ValueError):
         return None
     # Sealed when written: an entry edited or cut short afterwards is probed again.
-    return flatten(data, kernel=kernel.id) if isinstance(data, dict) and integrity.seal_holds(data) else None
+    return flatten(data, kernel=kernel_id) if isinstance(data, dict) and integrity.seal_holds(data) else None
 
 
 def probe(guest: Guest, kernel: Kernel) -> Features:
@@ -134,8 +139,9 @@ def probe(guest: Guest, kernel: Kernel) -> Features:
     lines = about.output.split()
     data["ebpf_lab"] = {"bpftool": lines[1] if len(lines) > 1 else "",
                         "known_helpers": [word for word in lines[2:] if word.startswith("bpf_")]}
-    cache_path(kernel).parent.mkdir(parents=True, exist_ok=True)
-    integrity.write_manifest(cache_path(kernel), data)
+    path = cache_path(kernel.id, kernel.files.version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    integrity.write_manifest(path, data)
     return flatten(data, kernel=kernel.id)
 
 

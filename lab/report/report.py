@@ -12,12 +12,14 @@ from __future__ import annotations
 import html
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.errors import UsageError
+from lab.guest.features import Features
 from lab.kernels.catalog import id_order
+from lab.report import features_page
 from lab.report.grid import render_grid
 
 #: Column used for tests that boot no kernel (they ran on the CI host itself).
@@ -309,14 +311,15 @@ details pre{font-weight:normal;text-align:left;white-space:pre-wrap;max-width:64
 """
 
 
-def render_html(matrix: Matrix, *, title: str = "ebpf-lab test report") -> str:
-    """One self-contained HTML page: summary, matrix (failure details in ``<details>``), time chart."""
+def render_html(matrix: Matrix, *, title: str = "ebpf-lab test report", features: Mapping[str, Features] | None = None) -> str:
+    """One self-contained HTML page: summary, matrix (failure details in ``<details>``), time chart,
+    and the kernels' BPF features when they were probed."""
     counts = matrix.counts()
     versions = matrix.versions()
     esc = html.escape
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
+        f"<title>{esc(title)}</title><style>{_CSS}{features_page.CSS}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
         '<p class="summary">' + "".join(
             f'<span class="{o}" style="background:{bg}">{part}</span>'
@@ -339,6 +342,7 @@ def render_html(matrix: Matrix, *, title: str = "ebpf-lab test report") -> str:
         parts.append(f'<p class="warn">reported twice (overlapping shards?): {esc(duplicate)}</p>')
     parts.append("<h2>Where the time went, per kernel</h2>")
     parts.append(render_chart({k: v for k, v in matrix.time_per_kernel().items() if k != HOST}))
+    parts.append(features_page.render_section(features or {}))
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
