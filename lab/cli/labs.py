@@ -25,7 +25,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     lab = labs.get_lab(args.lab)
     program = Path(args.file).resolve()
     if not program.is_file():
-        raise UsageError(f"no such file: {args.file}", hint="give the path of your BCC Python program")
+        raise UsageError(f"no such file: {args.file}", hint=f"give the path of your program ({labs.KINDS[lab.kind][0]})")
     return _run_or_check(args, lab=lab, program=program)
 
 

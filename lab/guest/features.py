@@ -25,8 +25,14 @@ if TYPE_CHECKING:
     from lab.guest.guest import Guest
     from lab.guest.kernel import Kernel
 
-#: The families of feature names, for errors and the matrix's order.
-FAMILIES = ("prog", "map", "helper", "misc")
+#: The families of feature names, for errors and the matrix's order. ``bcc:`` is the guest's
+#: userland, not the kernel: ``bcc:0.26.0`` (its release) and ``bcc:compiles`` (it compiled a
+#: program including the kernel's linux/fs.h, which an older BCC fails on with a newer kernel).
+FAMILIES = ("prog", "map", "helper", "misc", "bcc")
+
+#: The userland check: BCC compiles (and loads) a program that includes the kernel's own linux/fs.h.
+_BCC_CHECK = ("python3 -c 'import bcc, sys; print(\"bcc\", bcc.__version__); sys.stdout.flush(); "
+              "bcc.BPF(text=\"#include <linux/fs.h>\\nint f(void *c) { return 0; }\"); print(\"bcc compiles\")' 2>&1")
 
 _PROG = re.compile(r"have_(\w+)_prog_type$")
 _MAP = re.compile(r"have_(\w+)_map_type$")
@@ -92,6 +98,9 @@ def flatten(probe: Mapping[str, object], *, kernel: str) -> Features:
             helpers.update(names)
     present.update(f"helper:{name}" for name in helpers)
     ours = _section(probe, "ebpf_lab")
+    if ours.get("bcc"):
+        present.add(f"bcc:{ours['bcc']}")
+        note("bcc:compiles", ours.get("bcc_compiles"))
     known = ours.get("known_helpers", [])
     return Features(kernel=kernel, present=frozenset(present), absent=frozenset(absent - present),
                     bpftool=str(ours.get("bpftool", "")), known_helpers=frozenset(known if isinstance(known, list) else []))
@@ -137,8 +146,11 @@ def probe(guest: Guest, kernel: Kernel) -> Features:
                          hint="is bpftool installed in the guest? ('lab setup'; root filesystems carry their suite's)",
                          log_path=str(guest.log_path))
     lines = about.output.split()
+    bcc = guest.run(_BCC_CHECK, timeout=guest.timeouts.attach).output.splitlines()
+    release = next((line.split()[1] for line in bcc if line.startswith("bcc ") and len(line.split()) == 2), "")
     data["ebpf_lab"] = {"bpftool": lines[1] if len(lines) > 1 else "",
-                        "known_helpers": [word for word in lines[2:] if word.startswith("bpf_")]}
+                        "known_helpers": [word for word in lines[2:] if word.startswith("bpf_")],
+                        "bcc": release, "bcc_compiles": "bcc compiles" in bcc}
     path = cache_path(kernel.id, kernel.files.version)
     path.parent.mkdir(parents=True, exist_ok=True)
     integrity.write_manifest(path, data)
