@@ -10,18 +10,24 @@ printed it afterwards; then ``echo recorded``.
 
 from __future__ import annotations
 
+import platform
 import re
 import shlex
+import shutil
 import subprocess
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from lab.guest import console, kmsg, splats
 from lab.guest.shell import FUNCTIONS
+from lab.kernels import catalog
+from lab.kernels.fetch import cached
 
 DATA = Path(__file__).parent / "data"
 CONSOLES = DATA / "consoles"
+MODULE_SOURCE = DATA / "splat_module"
 
 
 def _log(name: str) -> str:
@@ -314,3 +320,100 @@ def test_a_kernel_log_that_wrapped_between_reads_says_how_much_was_lost(vm):
     assert log.lost > 0
     assert lines[-1].split("] ", 1)[1].startswith("ebpf-lab flood 2000 ")
     assert log.lost + len(lines) == 2000
+
+
+# -- the plugin ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def splat_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``splat.ko`` built against 6.1-amd64's cached headers, with the compiler Debian built it with."""
+    if platform.machine() != "x86_64":
+        pytest.skip("the module is built for the x86_64 6.1 kernel, and loaded by a guest on the host's root")
+    files = cached(catalog.load_catalog()["6.1-amd64"])
+    if files is None or files.modules is None or not shutil.which("make"):
+        pytest.skip("needs 6.1-amd64 in the cache ('lab fetch 6.1') and make")
+    out = tmp_path_factory.mktemp("splat-module")
+    for name in ("splat.c", "Kbuild"):
+        shutil.copy(MODULE_SOURCE / name, out / name)
+    result = subprocess.run(_kbuild(files.modules / "build", root=files.root) + [f"M={out}", "modules"],
+                            capture_output=True, text=True, timeout=300, check=False)
+    if result.returncode != 0:
+        pytest.skip(f"the module did not build (gcc-12 and make needed): {result.stderr.strip()[-300:]}")
+    return out / "splat.ko"
+
+
+def _kbuild(build: Path, *, root: Path) -> list[str]:
+    """make for Debian's split headers unpacked under *root*: the arch directory's Makefile
+    includes the common one by its installed path (/usr/src/...), which is under *root* here."""
+    build = build.resolve()
+    included = re.search(r"^include (\S+)", (build / "Makefile").read_text(), re.MULTILINE)
+    argv = ["make", "-s", "-C", str(build)]
+    if included and not Path(included.group(1)).exists():
+        argv += ["-f", str(root / included.group(1).lstrip("/"))]
+    return argv
+
+
+INNER = """
+import pytest
+
+KO = {ko!r}
+
+def test_1_warns(vm):
+    vm.run(f"insmod {{KO}}")
+
+@pytest.mark.allow_splat(r"ebpf-lab test splat")
+def test_2_warns_as_it_expects(vm):
+    vm.run(f"insmod {{KO}}")
+
+def test_3_quiet(vm):
+    assert vm.run("true").ok
+
+def test_4_fails_and_warns(vm):
+    vm.run(f"insmod {{KO}}")
+    assert False, "planned failure"
+
+@pytest.fixture
+def warns_at_teardown(vm):
+    yield
+    vm.run(f"insmod {{KO}} mode=atomic")
+
+def test_5_teardown_splats(warns_at_teardown):
+    pass
+
+@pytest.mark.allow_splat(r"soft lockup")
+def test_6_allowed_is_not_this_splat(vm):
+    vm.run(f"insmod {{KO}}")
+
+@pytest.mark.allow_splat()
+def test_7_allows_any_splat(vm):
+    vm.run(f"insmod {{KO}} mode=atomic")
+"""
+
+
+@pytest.mark.guest
+def test_a_test_whose_kernel_splats_fails_unless_it_allows_it(pytester, splat_module):
+    pytester.makepyfile(test_inner=INNER.format(ko=str(splat_module)))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--junitxml=inner.xml", timeout=900)
+    result.assert_outcomes(passed=4, failed=3, errors=1)
+    out = result.stdout.str()
+    # The splat fails a test that passed, with its lines in a section of the report.
+    result.stdout.fnmatch_lines(["*_ test_1_warns*_", "*the guest kernel (6.1-amd64) logged 1 splat (warning) during this test:",
+                                 "*WARNING: CPU: * PID: * at */splat.c:* splat_init+*"])
+    assert "guest kernel splat" in out and "ebpf-lab test splat" in out
+    # A failing test shows its splat too, beside the console tail reporting.py attaches.
+    result.stdout.fnmatch_lines(["*_ test_4_fails_and_warns*_", "*planned failure*", "*guest console (last lines)*",
+                                 "*guest kernel splat*"])
+    # At teardown it is an error; a marker for another splat does not allow this one.
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_5_teardown_splats*",
+                                 "*logged * splats (bug, warning) during this test's teardown*"])
+    result.stdout.fnmatch_lines(["*_ test_6_allowed_is_not_this_splat*_"])
+    # The JUnit XML says so too: what CI and 'lab report' read.
+    cases = {case.get("name"): case for case in ET.parse(pytester.path / "inner.xml").getroot().iter("testcase")}
+    failure = cases["test_1_warns[6.1-amd64]"].find("failure")
+    assert failure is not None and "logged 1 splat (warning)" in failure.get("message", "")
+    assert cases["test_2_warns_as_it_expects[6.1-amd64]"].find("failure") is None
+    assert cases["test_3_quiet[6.1-amd64]"].find("failure") is None
+    assert cases["test_7_allows_any_splat[6.1-amd64]"].find("failure") is None
+    # And the kernel x test table at the end.
+    result.stdout.fnmatch_lines(["*ebpf-lab: kernels x tests*", "*test_1_warns*FAIL*", "*test_2_warns_as_it_expects*PASS*"])

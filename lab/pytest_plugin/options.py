@@ -63,6 +63,8 @@ def pytest_configure(config: pytest.Config) -> None:
     _worker_loadgroup(config)
     config.addinivalue_line("markers", "kernel(constraint): run only on kernels whose series satisfies it, e.g. kernel('>=5.8')")
     config.addinivalue_line("markers", "arch(*names): run only on these guest architectures, e.g. arch('x86_64')")
+    config.addinivalue_line("markers", "allow_splat(*patterns): kernel splats (WARNING, BUG, lockups...) the test expects: "
+                                       "those a regex is found in do not fail it; with no pattern, no splat fails it")
     if not config.pluginmanager.hasplugin("xdist"):
         # The kernel parameters carry xdist_group marks (see fixtures.py); without xdist
         # nobody declares that marker, and --strict-markers would reject every test.
