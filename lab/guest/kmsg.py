@@ -8,7 +8,8 @@ KERN_WARNING, as do the call traces of hung tasks, lockups and stalls (KERN_DEFA
 the serial port whenever it likes. /dev/kmsg has every message.
 
 The console bash keeps /dev/kmsg open (``ebpflab_kmsg_open`` in guest_files/functions.sh), so a
-read costs one dd and bash builtins: some 50 ms of an emulated guest when there is nothing new.
+read costs one dd and bash builtins. Measured on 6.1 under TCG: a read with nothing new takes
+0.10-0.15 s, the console's round trip (0.06 s) included; opening, once per guest, 0.26 s.
 """
 
 from __future__ import annotations
