@@ -24,6 +24,8 @@ def _nonce(text: str) -> str:
 
 def test_every_recorded_log_is_read_by_a_test():
     tested = {"6.1-amd64-panic.log", "6.1-arm64-hello.log"}
+    # Kernel splats, read by tests/test_splats.py.
+    tested |= {f"6.1-amd64-splat-{kind}.log" for kind in ("warning", "bug", "hung-task", "soft-lockup", "rcu-stall", "oops")}
     assert {p.name for p in CONSOLES.glob("*.log")} == tested
 
 

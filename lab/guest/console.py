@@ -13,11 +13,12 @@ READY_MARKER = "EBPF-LAB-SHELL-READY"
 # CSI/OSC escape sequences (bracketed paste, colours, title) that shells and QEMU emit.
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 
+#: The first line of an oops: the kernel faulted in its own code. One the guest survives is a
+#: splat (lab/guest/splats.py); one that kills it is part of a panic.
+OOPS = re.compile(r"BUG: kernel NULL pointer dereference|\bOops\b:|general protection fault|Unable to handle kernel")
+
 #: Lines that mean the guest kernel is dying, whatever it was doing.
-_PANIC = re.compile(
-    r"Kernel panic - not syncing|BUG: kernel NULL pointer dereference|"
-    r"\bOops\b:|general protection fault|Unable to handle kernel|---\[ end Kernel panic"
-)
+_PANIC = re.compile(r"Kernel panic - not syncing|" + OOPS.pattern + r"|---\[ end Kernel panic")
 
 
 def clean(text: str) -> str:

@@ -65,6 +65,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "arch(*names): run only on these guest architectures, e.g. arch('x86_64')")
     config.addinivalue_line("markers", "bpf(*features): run only on kernels that have these BPF features (bpftool "
                                        "feature probe), e.g. bpf('map:ringbuf', 'helper:bpf_loop'); 'lab features --all' names them")
+    config.addinivalue_line("markers", "allow_splat(*patterns): kernel splats (WARNING, BUG, lockups...) the test expects: "
+                                       "those a regex is found in do not fail it; with no pattern, no splat fails it")
     if not config.pluginmanager.hasplugin("xdist"):
         # The kernel parameters carry xdist_group marks (see fixtures.py); without xdist
         # nobody declares that marker, and --strict-markers would reject every test.

@@ -1,5 +1,5 @@
 """The module pytest loads through the ``pytest11`` entry point: the hooks and fixtures of
-options.py, fixtures.py and reporting.py, gathered where pytest looks for them.
+options.py, fixtures.py and reporting.py, gathered where pytest looks for them, and splats.py.
 
 Each selected kernel is booted once per session (again only if a test killed its guest);
 tests are grouped by kernel.
@@ -28,3 +28,6 @@ from lab.pytest_plugin.reporting import (  # noqa: F401
     pytest_runtest_makereport,
     pytest_terminal_summary,
 )
+
+# A plugin of its own: its pytest_runtest_makereport wraps reporting.py's (one module cannot hold both).
+pytest_plugins = ["lab.pytest_plugin.splats"]

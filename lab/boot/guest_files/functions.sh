@@ -88,3 +88,47 @@ ebpflab_kill_leftovers() {
         [ $ebpflab_k = 0 ] && break
     done
 }
+
+# ebpflab_kmsg_open: open the kernel log (/dev/kmsg) for ebpflab_kmsg_read, past what it holds now
+# (the boot). Each open file of /dev/kmsg has its own read position, so every read brings only
+# what was logged since the one before. dd reads it non-blocking, one record per read(2) (16 KiB
+# holds any), and stops at the end; mapfile finds the last record's number without a loop.
+ebpflab_kmsg_open() {
+    local out=${TMPDIR:-/tmp}/.ebpf-lab-kmsg i records
+    exec {ebpflab_kmsg}</dev/kmsg || return
+    dd <&"$ebpflab_kmsg" iflag=nonblock bs=16k status=none > "$out" 2> /dev/null
+    mapfile -t records < "$out"
+    ebpflab_kmsg_seq=
+    for ((i = ${#records[@]} - 1; i >= 0; i--)); do
+        [[ ${records[i]} == [0-9]* ]] && { ebpflab_kmsg_seq=${records[i]#*,}; ebpflab_kmsg_seq=${ebpflab_kmsg_seq%%,*}; break; }
+    done
+    true
+}
+
+# ebpflab_kmsg_read: print what the kernel logged since the last read, as dmesg does
+# ("[   12.345678] message"). When the kernel's ring buffer wrapped past the read position, the
+# first read(2) fails (EPIPE) and moves the position to the oldest record left: dd reads again.
+ebpflab_kmsg_read() {
+    local out=${TMPDIR:-/tmp}/.ebpf-lab-kmsg round error
+    for round in 1 2; do
+        dd <&"$ebpflab_kmsg" iflag=nonblock bs=16k status=none > "$out" 2> "$out.err"
+        ebpflab_kmsg_print < "$out"
+        error=; read -r error < "$out.err"
+        [[ $error == *"Broken pipe"* ]] || break
+    done
+}
+
+# ebpflab_kmsg_print: /dev/kmsg records ("priority,number,microseconds,flags;message", non-printable
+# bytes as \xNN; continuation lines start with a space and are left out) as dmesg prints them,
+# and a line for records the kernel overwrote before they were read: numbers rise by one.
+ebpflab_kmsg_print() {
+    local line head seq usec
+    while IFS= read -r line; do
+        [[ $line == [0-9]* ]] || continue
+        head=${line%%;*}; seq=${head#*,}; seq=${seq%%,*}; usec=${head#*,*,}; usec=${usec%%,*}
+        [ -n "$ebpflab_kmsg_seq" ] && [ "$seq" -gt $((ebpflab_kmsg_seq + 1)) ] &&
+            echo "ebpf-lab: $((seq - ebpflab_kmsg_seq - 1)) kernel log records were overwritten before they were read"
+        ebpflab_kmsg_seq=$seq
+        printf '[%5d.%06d] %b\n' $((usec / 1000000)) $((usec % 1000000)) "${line#*;}"
+    done
+}
