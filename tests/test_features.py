@@ -47,6 +47,14 @@ def test_what_differs_across_the_catalog_is_real_history():
     assert set(rows) < set(features.matrix_rows({"5.10-amd64": old, "6.1-amd64": new}, everything=True))
 
 
+def test_the_userland_row_says_which_bcc_compiles_the_kernels_headers():
+    # Measured: bookworm's BCC 0.26 (the host's, on x86_64) fails on 7.3's linux/fs.h.
+    assert recorded("7.3-amd64").state("bcc:compiles") == "no"
+    assert recorded("7.3-amd64").has("bcc:0.26.0")
+    assert all(recorded(k).state("bcc:compiles") == "yes" for k in ("5.10-amd64", "6.1-amd64", "6.12-amd64", "6.12-arm64"))
+    assert recorded("6.12-arm64").has("bcc:0.31.0")
+
+
 def test_a_malformed_feature_name_is_a_usage_error():
     with pytest.raises(UsageError, match="unknown BPF feature 'ringbuf'"):
         recorded("6.1-amd64").missing(["ringbuf"])
