@@ -94,7 +94,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type
     refused = verifier.load_failure(console.clean(guest.transcript(since=item.stash.get(fixtures.TRANSCRIPT_MARK, 0))))
     if refused:
         report.sections.append(("why the BPF program did not load", refused))
-    report.sections.append(("guest console (last lines)", console.tail(transcript, lines=40)))
+    # From where this test got the guest: what the console printed for earlier tests is not this one's.
+    mark = item.stash.get(fixtures.TRANSCRIPT_MARK, None)
+    report.sections.append(("guest console (last lines)",
+                            console.tail(transcript if mark is None else guest.transcript(since=mark), lines=40)))
     report.sections.append(("guest console log", str(guest.log_path)))
 
 
