@@ -4,7 +4,7 @@ One module per group of commands, each with a ``register(sub)`` for its subcomma
 ``labs`` (run, check, shell, list), ``bpf`` (load, features), ``host`` (kernels, fetch,
 doctor, setup), ``ci`` (matrix, report); ``common`` holds what they share.
 
-May import: every other layer but ``lab.pytest_plugin``.
+May import: every other layer (``lab.pytest_plugin.shard`` for the CI matrix).
 """
 
 from __future__ import annotations

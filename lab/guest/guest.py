@@ -207,7 +207,7 @@ class Guest:
         """Copy the guest file *guest_path* to *host* (a file or a directory); return the host path."""
         return files.copy_out(self, guest_path, Path(host))
 
-    def load(self, obj: Path, *, attach: bool = True):  # type: ignore[no-untyped-def]
+    def load(self, obj: Path, *, attach: bool = True) -> bpf_objects.ObjectLoad:
         """Load (and attach) each program of the BPF object *obj* with the guest's libbpf: an ObjectLoad."""
         return bpf_objects.load_object(self, Path(obj), attach=attach)
 
