@@ -114,3 +114,11 @@ def test_an_old_bcc_failing_on_a_new_kernels_headers_is_named_with_the_userland_
     # A student's own mistake is not blamed on the kernel.
     student = (Path(__file__).parent / "data" / "students" / "count_compile_error.output").read_text()
     assert console.compile_error(student) and console.kernel_header_error(student) is None
+
+
+def test_a_failure_read_from_the_console_after_a_prompt_is_still_recognised():
+    # In a console transcript BCC's first line follows the shell's prompt (seen in CI).
+    text = "L0754f11caf67ce75:0> " + (LOADS / "6.1-amd64-verifier.out").read_text()
+    why = verifier.load_failure(console.clean(text))
+    assert why is not None and why.startswith(verifier.explain("verifier"))
+    assert "R0 invalid mem access 'map_value_or_null'" in why

@@ -42,7 +42,8 @@ _PATTERNS = (
 
 _LOG = re.compile(r"-- BEGIN PROG LOAD LOG --\n(.*?)\n?-- END PROG LOAD LOG --", re.DOTALL)
 # BCC prints the log after this line, and Python's traceback after the log.
-_BCC_LOG = re.compile(r"^bpf: Failed to load program: [^\n]*\n(.*?)(?=^Traceback|^HINT:|\Z)", re.DOTALL | re.MULTILINE)
+# Not anchored: in a console transcript the line can start with the shell's prompt.
+_BCC_LOG = re.compile(r"bpf: Failed to load program: [^\n]*\n(.*?)(?=^Traceback|^HINT:|\Z)", re.DOTALL | re.MULTILINE)
 #: Lines that say a BPF program failed to load or attach, from BCC, libbpf, bpftool or bpftrace.
 _FAILED = re.compile(r"-- BEGIN PROG LOAD LOG --|bpf: Failed to load program|BPF program load failed"
                      r"|failed to load (?:object|BPF object|program)|failed to create map|map '[^']*': failed to create"
