@@ -72,7 +72,7 @@ def _run_or_check(args: argparse.Namespace, *, lab: labs.Lab, program: Path | No
 
 def cmd_shell(args: argparse.Namespace) -> int:
     from lab.boot.prepared import boot_command
-    from lab.guest.guest import die_with_parent
+    from lab.host.process import die_with_parent
 
     spec = select_one(args)
     kernel = guest_kernel.with_rootfs(guest_kernel.prepare(spec, progress=say), progress=say)

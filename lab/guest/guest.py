@@ -29,6 +29,7 @@ from lab.guest.background import OutputSink, Process
 from lab.guest.timeouts import Timeouts, timeouts_for
 from lab.guest.transcript import OUTPUT_KEPT, Tee, Transcript
 from lab.host import tools
+from lab.host.process import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -304,18 +305,6 @@ def _encode(command: str) -> str:
         raise GuestError(f"command too long for the console ({len(command)} bytes)",
                          hint="put it in a file under a directory the guest can see and run that")
     return f"eval \"$(echo {encoded} | base64 -d)\""
-
-
-def die_with_parent() -> None:
-    """In the child before exec: receive SIGKILL if the Python process that started it dies."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
 
 
 def _kill_group(child: pexpect.spawn) -> None:

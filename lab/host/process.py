@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import signal
 import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -64,7 +65,9 @@ def run(argv: list[str], *, what: str, timeout: float, error: type[LabError] = H
     pipe = subprocess.PIPE if capture else None
     stdin = subprocess.PIPE if input is not None else subprocess.DEVNULL if capture else None
     try:
-        proc = subprocess.Popen(argv, stdin=stdin, stdout=pipe, stderr=pipe, env=env, cwd=cwd, text=text)
+        # Killed with us: a SIGKILLed `lab fetch` must not leave mmdebstrap unpacking for minutes.
+        proc = subprocess.Popen(argv, stdin=stdin, stdout=pipe, stderr=pipe, env=env, cwd=cwd, text=text,
+                                preexec_fn=die_with_parent)  # noqa: PLW1509 (no threads start host programs)
     except OSError as exc:
         raise _cannot_start(argv[0], exc, what=what, cwd=cwd) from None
     try:
@@ -86,6 +89,28 @@ def run(argv: list[str], *, what: str, timeout: float, error: type[LabError] = H
         said = reason(result)
         raise error(f"{what} failed ({_status(proc.returncode)})" + (f": {said}" if said else ""), hint=hint)
     return result
+
+
+def _load_prctl():  # type: ignore[no-untyped-def]
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except OSError:
+        return None
+
+
+#: Loaded once here: the child between fork and exec should do as little as it can.
+_PRCTL = _load_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In the child before exec: receive SIGKILL if the Python process that started it dies.
+
+    Only the child itself: what it starts in turn (mmdebstrap's dpkg-deb) ends when it notices."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _resolve(program: str, *, what: str) -> str:
