@@ -201,6 +201,30 @@ def test_selection_by_id_series_glob_and_all(tmp_path):
     assert ids(kernels="6.1-arm64") == ["6.1-arm64"]
 
 
+def test_an_arch_without_the_default_series_runs_its_nearest_kernel_that_lacks_nothing(tmp_path):
+    cat = _catalog(tmp_path)
+    (tmp_path / "6.12-riscv64.toml").write_text('series = "6.12"\narch = "riscv64"\nsuite = "trixie"\n'
+                                                '[lacks]\nentry-kprobes = "refused"\n')
+    (tmp_path / "7.2-riscv64.toml").write_text('series = "7.2"\narch = "riscv64"\nsuite = "sid"\n')
+    cat = catalog.load_catalog(dirs=[tmp_path])
+    ids = lambda **kw: [s.id for s in catalog.select(cat, **kw)]  # noqa: E731
+    assert ids(kernels=None, arches="riscv64") == ["7.2-riscv64"]
+    assert ids(kernels=None, arches="all") == ["6.1-amd64", "6.1-arm64", "7.2-riscv64"]
+    assert cat["6.12-riscv64"].lacking == {"entry-kprobes": "refused"}
+
+
+def test_what_a_guest_lacks_skips_the_labs_that_need_it(tmp_path):
+    from lab.labs.runner import get_lab, unsupported
+
+    (tmp_path / "6.12-ppc64el.toml").write_text('series = "6.12"\narch = "ppc64el"\nsuite = "trixie"\n'
+                                                '[lacks]\nentry-kprobes = "refused"\n')
+    spec = catalog.load_catalog(dirs=[tmp_path])["6.12-ppc64el"]
+    assert unsupported(get_lab("hello"), spec) == "lab hello needs what 6.12-ppc64el lacks: entry-kprobes: refused"
+    # Foreign: its own Debian userland, which has no bpftrace on ppc64el.
+    assert "bpftrace: Debian builds no bpftrace for ppc64el" in unsupported(get_lab("bpftrace"), spec)
+    assert unsupported(get_lab("opens"), spec) is None
+
+
 def test_unknown_kernel_and_arch_are_usage_errors(tmp_path):
     cat = _catalog(tmp_path)
     with pytest.raises(UsageError, match="no kernel in the catalog matches '4.19'"):

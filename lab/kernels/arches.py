@@ -23,6 +23,10 @@ class Arch:
     syscall_prefix: str
     #: QEMU ``-cpu`` when emulated on another architecture (empty: virtme-ng's choice).
     emulated_cpu: str = ""
+    #: Packages of the guest root filesystem Debian does not build for this arch; labs needing them are skipped.
+    missing_packages: tuple[str, ...] = ()
+    #: Byte order: s390x is the one big-endian arch here (BPF objects for it are built ``-target bpfeb``).
+    big_endian: bool = False
 
     @property
     def foreign(self) -> bool:
@@ -41,6 +45,11 @@ ARCHES: dict[str, Arch] = {
         Arch(name="aarch64", debian="arm64", vng="arm64", qemu="qemu-system-aarch64", syscall_prefix="__arm64_sys_",
              emulated_cpu="max,pauth=off,sve=off"),
         Arch(name="riscv64", debian="riscv64", vng="riscv64", qemu="qemu-system-riscv64", syscall_prefix="__riscv_sys_"),
+        Arch(name="s390x", debian="s390x", vng="s390x", qemu="qemu-system-s390x", syscall_prefix="__s390x_sys_",
+             big_endian=True),
+        # trixie builds no bpftrace for ppc64el (its LLVM/bcc dependency chain is not there).
+        Arch(name="ppc64le", debian="ppc64el", vng="ppc64le", qemu="qemu-system-ppc64", syscall_prefix="sys_",
+             missing_packages=("bpftrace",)),
     )
 }
 
