@@ -120,6 +120,9 @@ def vng_command(config: VMConfig, *, vng: str = "vng") -> list[str]:
         argv.append("--disable-kvm")
     if config.root_disk is not None:
         argv += ["--root-disk", str(config.root_disk), "--root-fstype", config.root_fstype]
+        # Our init (rootdisk_init.sh) lives in the initramfs, which virtme-ng leaves out when the
+        # kernel has virtio_blk, ext4 and 9p built in (Debian's s390x): it would boot the disk bare.
+        argv.append("--force-initramfs")
     if config.busybox is not None:
         argv += ["--busybox", str(config.busybox)]
     for guest_dir, host_dir in config.rodirs:

@@ -149,7 +149,7 @@ def _prepare(config: VMConfig, *, vng_argv: list[str], directory: Path) -> list[
         mkinitramfs += ["--busybox", str(config.busybox)]
     if config.root_disk is not None:
         # The initramfs then carries virtio_blk and the filesystem's module, to mount the disk.
-        mkinitramfs += ["--root-disk", str(config.root_disk), "--root-fstype", config.root_fstype]
+        mkinitramfs += ["--root-disk", str(config.root_disk), "--root-fstype", config.root_fstype, "--force-initramfs"]
     _virtme(mkinitramfs, what=f"virtme-run building the initramfs for {config.image.name}")
     kernel = None
     if config.arch.name == "x86_64" and os.environ.get(PVH_ENV, "1") != "0":
