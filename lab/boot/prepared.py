@@ -144,7 +144,7 @@ def _prepare(config: VMConfig, *, vng_argv: list[str], directory: Path) -> list[
     mkinitramfs = [virtme_run, "--kimg", str(config.image), "--mods", "auto", "--force-9p", "--overlay-rwdir", "/tmp",
                    "--save-initramfs", str(tmp / "initramfs.img"), "--dry-run"]
     if "--arch" in vng_argv:
-        mkinitramfs += ["--arch", vng_argv[vng_argv.index("--arch") + 1]]
+        mkinitramfs += ["--arch", config.arch.virtme or config.arch.vng]
     if config.busybox is not None:
         mkinitramfs += ["--busybox", str(config.busybox)]
     if config.root_disk is not None:

@@ -21,12 +21,20 @@ class Arch:
     qemu: str
     #: Prefix of syscall entry points, so ``execve`` becomes e.g. ``__x64_sys_execve``.
     syscall_prefix: str
+    #: virtme-run's ``--arch`` (which builds the initramfs), where vng's name differs: vng takes
+    #: Debian's ``ppc64el`` and hands ``ppc64`` on (virtme_ng.run.ARCH_MAPPING); empty: *vng*.
+    virtme: str = ""
     #: QEMU ``-cpu`` when emulated on another architecture (empty: virtme-ng's choice).
     emulated_cpu: str = ""
-    #: Packages of the guest root filesystem Debian does not build for this arch; labs needing them are skipped.
-    missing_packages: tuple[str, ...] = ()
+    #: Packages of the guest root filesystem a Debian suite has none of for this arch, as
+    #: (suite, package): left out of its root filesystem, and labs needing them are skipped.
+    missing_packages: tuple[tuple[str, str], ...] = ()
     #: Byte order: s390x is the one big-endian arch here (BPF objects for it are built ``-target bpfeb``).
     big_endian: bool = False
+
+    def missing_in(self, suite: str) -> tuple[str, ...]:
+        """The packages Debian's *suite* has none of for this arch."""
+        return tuple(package for missing_suite, package in self.missing_packages if missing_suite == suite)
 
     @property
     def foreign(self) -> bool:
@@ -47,9 +55,10 @@ ARCHES: dict[str, Arch] = {
         Arch(name="riscv64", debian="riscv64", vng="riscv64", qemu="qemu-system-riscv64", syscall_prefix="__riscv_sys_"),
         Arch(name="s390x", debian="s390x", vng="s390x", qemu="qemu-system-s390x", syscall_prefix="__s390x_sys_",
              big_endian=True),
-        # trixie builds no bpftrace for ppc64el (its LLVM/bcc dependency chain is not there).
-        Arch(name="ppc64le", debian="ppc64el", vng="ppc64le", qemu="qemu-system-ppc64", syscall_prefix="sys_",
-             missing_packages=("bpftrace",)),
+        # trixie has no bpftrace for ppc64el (sid has).
+        Arch(name="ppc64le", debian="ppc64el", vng="ppc64el", virtme="ppc64", qemu="qemu-system-ppc64",
+             syscall_prefix="sys_",
+             missing_packages=(("trixie", "bpftrace"),)),
     )
 }
 

@@ -75,8 +75,8 @@ class KernelSpec:
         ``lacks``, and the programs Debian does not build for its arch when it boots its own userland."""
         missing = dict(self.lacks)
         if self.own_userland or self.foreign:
-            for package in self.arch.missing_packages:
-                missing.setdefault(package, f"Debian builds no {package} for {self.arch.debian}")
+            for package in self.arch.missing_in(self.userland):
+                missing.setdefault(package, f"Debian {self.userland} has no {package} for {self.arch.debian}")
         return missing
 
 

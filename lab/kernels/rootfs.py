@@ -49,9 +49,9 @@ PACKAGES = (
 
 
 
-def packages_for(arch: Arch) -> tuple[str, ...]:
-    """PACKAGES less those Debian does not build for *arch* (bpftrace on ppc64el); labs needing them are skipped."""
-    return tuple(p for p in PACKAGES if p not in arch.missing_packages)
+def packages_for(arch: Arch, *, suite: str) -> tuple[str, ...]:
+    """PACKAGES less those *suite* has none of for *arch* (trixie's bpftrace on ppc64el); labs needing them are skipped."""
+    return tuple(p for p in PACKAGES if p not in arch.missing_in(suite))
 
 
 #: Bump when the contents change in a way that old cached trees lack.
@@ -191,7 +191,7 @@ def _build(*, name: str, suite: str, arch: Arch, kernel: KernelFiles, out: Path,
     for tool in ("mmdebstrap", "mkfs.ext4", "depmod"):
         tools.require(tool, needed_for=f"building the {name} root filesystem")
     tree = out / "tree"
-    packages = packages_for(arch)
+    packages = packages_for(arch, suite=suite)
     progress(f"{name}: unpacking {len(packages)} packages and their dependencies with mmdebstrap")
     _mmdebstrap(mmdebstrap_command(suite=suite, arch=arch, target=tree, mirror=system_mirror(), packages=packages),
                 what=f"mmdebstrap for {name}", timeout=3600)
