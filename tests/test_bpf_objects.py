@@ -34,7 +34,8 @@ def objects(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
         machine = kernel.spec.arch.name
         if (name, machine) not in built:
             out = tmp_path_factory.mktemp(f"bpf-{machine}") / f"{name}.bpf.o"
-            built[name, machine] = compile_bpf(SOURCES / f"{name}.bpf.c", out, machine=machine)
+            built[name, machine] = compile_bpf(SOURCES / f"{name}.bpf.c", out, machine=machine,
+                                               big_endian=kernel.spec.arch.big_endian)
         return built[name, machine]
 
     return build

@@ -267,19 +267,20 @@ def program_command(guest: Guest, lab: Lab, program: Path, *, python: str = "/us
     if lab.kind == "bpftrace":
         return ["bpftrace", guest.copy_in(program)]
     if lab.kind == "libbpf":
-        obj = _compile(lab, program, machine=guest.config.arch.name)
+        obj = _compile(lab, program, machine=guest.config.arch.name, big_endian=guest.config.arch.big_endian)
         return [python, guest.copy_in(bpf_objects.LOADER), "run", guest.copy_in(obj), "--trace-pipe"]
     return [python, guest.copy_in(program)]
 
 
-def _compile(lab: Lab, program: Path, *, machine: str) -> Path:
+def _compile(lab: Lab, program: Path, *, machine: str, big_endian: bool) -> Path:
     """A libbpf lab's program compiled on the host, into the cache: one object per source text and arch."""
     digest = hashlib.sha256(program.read_bytes()).hexdigest()[:16]
     entry = cache_dir() / "objects" / machine / digest
     obj = entry / f"{lab.name}.bpf.o"
     try:
         fill_once(entry, what=f"compiling {program.name}", ready=obj.is_file,
-                  fill=lambda tmp: clang.compile_bpf(program, tmp / obj.name, machine=machine) and None)
+                  fill=lambda tmp: clang.compile_bpf(program, tmp / obj.name, machine=machine,
+                                                    big_endian=big_endian) and None)
     except CompileError as error:
         raise _failure(lab, "compile", "the BPF program does not compile", error.output) from None
     return obj
