@@ -141,6 +141,8 @@ def vng_command(config: VMConfig, *, vng: str = "vng") -> list[str]:
     if config.arch.emulated_cpu and config.arch.foreign:
         # QEMU takes the last -cpu: this one, after virtme-ng's.
         opts += ("-cpu", config.arch.emulated_cpu)
+    if config.arch.emulated_machine and config.arch.foreign:
+        opts += ("-machine", config.arch.emulated_machine)
     # The '=' form: a value that starts with '-' would otherwise be taken for an option of vng.
     for opt in (*opts, *config.qemu_opts):
         argv.append(f"--qemu-opts={opt}")
