@@ -269,3 +269,16 @@ def test_a_panicking_guest_exits_at_once():
     argv = vng_command(config)
     assert argv[argv.index("panic=-1") - 1] == "--append"
     assert "--qemu-opts=-no-reboot" in argv
+
+
+def test_mmdebstrap_failure_names_apts_reason_not_its_own_summary():
+    import subprocess
+
+    from lab.kernels.apt import failure_line
+
+    # As mmdebstrap printed it for sid/s390x from a mirror older than sid's Release's week.
+    text = (Path(__file__).parent / "data" / "apt" / "mmdebstrap-expired.txt").read_text()
+    line = failure_line(subprocess.CompletedProcess([], 25, stdout="", stderr=text))
+    assert line.startswith("E: Release file for http://deb.debian.org/debian/dists/sid/InRelease is expired")
+    only_summary = subprocess.CompletedProcess([], 25, stdout="", stderr="E: mmdebstrap failed to run\n")
+    assert failure_line(only_summary) == "E: mmdebstrap failed to run"
