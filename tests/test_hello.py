@@ -2,11 +2,15 @@
 
 import pytest
 
-from lab.labs.runner import get_lab, run_lab
+from lab.labs.runner import get_lab, run_lab, unsupported
 
 
-def test_hello_lab_traces_execve(vm, kernel):
-    result = run_lab(vm, get_lab("hello"))
+def test_hello_lab_traces_execve(request, kernel):
+    lab = get_lab("hello")
+    reason = unsupported(lab, kernel.spec)
+    if reason:
+        pytest.skip(reason)
+    result = run_lab(request.getfixturevalue("vm"), lab)
     assert "Hello World!" in result.matched
     assert "bpf_trace_printk" in result.output
 

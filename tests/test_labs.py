@@ -21,7 +21,7 @@ import pytest
 from lab.errors import LabFailure
 from lab.kernels import catalog
 from lab.labs.constraints import kernel_matches
-from lab.labs.runner import all_labs, get_lab, run_lab
+from lab.labs.runner import all_labs, get_lab, run_lab, unsupported
 
 STUDENTS = Path(__file__).parent / "data" / "students"
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +56,9 @@ def test_reference_solution_passes(request: pytest.FixtureRequest, kernel, name:
         pytest.skip(f"{kernel.id} is emulated {kernel.spec.arch.name} and EBPF_LAB_FOREIGN_LABS=0")
     if lab.kernel_constraint and not kernel_matches(kernel.spec.series, lab.kernel_constraint):
         pytest.skip(f"lab {name} needs kernel {lab.kernel_constraint}; {kernel.id} is {kernel.spec.series}")
+    reason = unsupported(lab, kernel.spec)
+    if reason:
+        pytest.skip(reason)
     if lab.features:
         missing = request.getfixturevalue("bpf_features").missing(lab.features)
         if missing:

@@ -181,6 +181,20 @@ def test_root_disk_guest_command_line(tmp_path):
     assert f"--rodir={GUEST_LAB_DIR}={LAB_PACKAGE}" in argv
     # An emulated arm64 CPU without pointer authentication: QEMU takes the last -cpu given.
     assert argv[argv.index("--qemu-opts=-cpu") + 1] == "--qemu-opts=max,pauth=off,sve=off"
+    # Our init is in the initramfs, which virtme-ng would leave out for a kernel needing no modules.
+    assert "--force-initramfs" in argv
+
+
+def test_the_new_arches_boot_as_virtme_ng_names_them(tmp_path):
+    def argv(arch: str) -> list[str]:
+        return vng_command(VMConfig(image=tmp_path / "vmlinuz", arch=get_arch(arch), kvm=False,
+                                    root_disk=tmp_path / "root.ext4", busybox=tmp_path / "busybox"))
+
+    assert argv("ppc64le")[argv("ppc64le").index("--arch") + 1] == "ppc64el"
+    assert get_arch("ppc64el").virtme == "ppc64" and get_arch("s390x").big_endian
+    # ppc64el boots through VOF, not SLOF: QEMU merges this -machine into virtme-ng's -M pseries.
+    assert "--qemu-opts=pseries,x-vof=on" in argv("ppc64el")
+    assert [a for a in argv("s390x") if a.startswith("--qemu-opts=") and "-machine" in a] == []
 
 
 def test_foreign_means_not_the_hosts_arch():

@@ -120,6 +120,9 @@ def vng_command(config: VMConfig, *, vng: str = "vng") -> list[str]:
         argv.append("--disable-kvm")
     if config.root_disk is not None:
         argv += ["--root-disk", str(config.root_disk), "--root-fstype", config.root_fstype]
+        # Our init (rootdisk_init.sh) lives in the initramfs, which virtme-ng leaves out when the
+        # kernel has virtio_blk, ext4 and 9p built in (Debian's s390x): it would boot the disk bare.
+        argv.append("--force-initramfs")
     if config.busybox is not None:
         argv += ["--busybox", str(config.busybox)]
     for guest_dir, host_dir in config.rodirs:
@@ -138,6 +141,8 @@ def vng_command(config: VMConfig, *, vng: str = "vng") -> list[str]:
     if config.arch.emulated_cpu and config.arch.foreign:
         # QEMU takes the last -cpu: this one, after virtme-ng's.
         opts += ("-cpu", config.arch.emulated_cpu)
+    if config.arch.emulated_machine and config.arch.foreign:
+        opts += ("-machine", config.arch.emulated_machine)
     # The '=' form: a value that starts with '-' would otherwise be taken for an option of vng.
     for opt in (*opts, *config.qemu_opts):
         argv.append(f"--qemu-opts={opt}")

@@ -144,12 +144,12 @@ def _prepare(config: VMConfig, *, vng_argv: list[str], directory: Path) -> list[
     mkinitramfs = [virtme_run, "--kimg", str(config.image), "--mods", "auto", "--force-9p", "--overlay-rwdir", "/tmp",
                    "--save-initramfs", str(tmp / "initramfs.img"), "--dry-run"]
     if "--arch" in vng_argv:
-        mkinitramfs += ["--arch", vng_argv[vng_argv.index("--arch") + 1]]
+        mkinitramfs += ["--arch", config.arch.virtme or config.arch.vng]
     if config.busybox is not None:
         mkinitramfs += ["--busybox", str(config.busybox)]
     if config.root_disk is not None:
         # The initramfs then carries virtio_blk and the filesystem's module, to mount the disk.
-        mkinitramfs += ["--root-disk", str(config.root_disk), "--root-fstype", config.root_fstype]
+        mkinitramfs += ["--root-disk", str(config.root_disk), "--root-fstype", config.root_fstype, "--force-initramfs"]
     _virtme(mkinitramfs, what=f"virtme-run building the initramfs for {config.image.name}")
     kernel = None
     if config.arch.name == "x86_64" and os.environ.get(PVH_ENV, "1") != "0":

@@ -22,7 +22,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     results: dict[str, loads.Outcome] = {}
     with tempfile.TemporaryDirectory(prefix="ebpf-lab-load-") as scratch:
         for spec in specs:
-            obj = _bpf_object(source, machine=spec.arch.name, scratch=Path(scratch))
+            obj = _bpf_object(source, machine=spec.arch.name, big_endian=spec.arch.big_endian, scratch=Path(scratch))
             _, guest = boot(spec, args)
             try:
                 with guest:
@@ -33,15 +33,15 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 0 if loads.ok(results) else 1
 
 
-def _bpf_object(source: Path, *, machine: str, scratch: Path) -> Path:
-    """*source* itself, or its C compiled on the host for *machine* (into *scratch*)."""
+def _bpf_object(source: Path, *, machine: str, big_endian: bool, scratch: Path) -> Path:
+    """*source* itself, or its C compiled on the host for *machine* and its byte order (into *scratch*)."""
     if source.suffix != ".c":
         return source
     from lab.host import clang
 
     out = scratch / machine / source.with_suffix(".o").name
     say(f"compiling {source.name} for {machine} with clang")
-    return clang.compile_bpf(source, out, machine=machine)
+    return clang.compile_bpf(source, out, machine=machine, big_endian=big_endian)
 
 
 

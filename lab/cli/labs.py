@@ -40,6 +40,10 @@ def _run_or_check(args: argparse.Namespace, *, lab: labs.Lab, program: Path | No
         if lab.kernel_constraint and not kernel_matches(spec.series, lab.kernel_constraint):
             print(f"{spec.id}: SKIP (lab {lab.name} needs kernel {lab.kernel_constraint})")
             continue
+        reason = labs.unsupported(lab, spec)
+        if reason:
+            print(f"{spec.id}: SKIP ({reason})")
+            continue
         kernel, guest = boot(spec, args)
         started = time.monotonic()
         try:

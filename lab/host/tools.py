@@ -63,6 +63,8 @@ TOOLS: dict[str, Source] = {
     "qemu-system-x86_64": _apt("qemu-system-x86", "runs x86_64 guests"),
     "qemu-system-aarch64": _apt("qemu-system-arm", "runs arm64 guests"),
     "qemu-system-riscv64": _apt("qemu-system-misc", "runs riscv64 guests"),
+    "qemu-system-s390x": _apt("qemu-system-misc", "runs s390x guests"),
+    "qemu-system-ppc64": _apt("qemu-system-ppc", "runs ppc64el guests"),
     "busybox": _apt("busybox-static", "the guest's early init"),
     "apt-get": Source(debian="apt", purpose="downloads kernels", advice=_DEBIAN),
     "apt-cache": Source(debian="apt", purpose="resolves kernel packages", advice=_DEBIAN),

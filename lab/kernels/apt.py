@@ -238,10 +238,17 @@ class PrivateApt:
         return sorted(dest.glob("*.deb"))
 
 
+#: mmdebstrap's closing lines, which say that apt failed but not why (the line before them does).
+_WRAPPERS = re.compile(r"E: (mmdebstrap failed to run|apt-get .* failed)$")
+
+
 def failure_line(result: subprocess.CompletedProcess[str]) -> str:
-    """Why apt (or mmdebstrap, which runs it) failed: its last ``E:``, ``W:`` or ``Err`` line, else its last line."""
+    """Why apt (or mmdebstrap, which runs it) failed: its last ``E:``, ``W:`` or ``Err`` line that
+    is not mmdebstrap's own summary, else its last line. Pure."""
     lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
-    return next((line for line in reversed(lines) if line.startswith(("E:", "W:", "Err"))), lines[-1] if lines else "")
+    said = [line for line in lines if line.startswith(("E:", "W:", "Err"))]
+    return next((line for line in reversed(said) if not _WRAPPERS.match(line)), said[-1] if said else
+                lines[-1] if lines else "")
 
 
 def _verb(argv: list[str]) -> str:

@@ -54,6 +54,9 @@ class KernelSpec:
     userland: str = ""
     #: Boot *userland* from its own root disk even on the host's architecture (``--userland debian``).
     own_userland: bool = False
+    #: What a lab may need that this kernel does not do, with why (``[lacks]`` in the entry):
+    #: ``(("entry-kprobes", "Debian's riscv64 6.12 ..."),)``; see lab.labs.runner.unsupported.
+    lacks: tuple[tuple[str, str], ...] = ()
     #: The file the entry came from, for error messages.
     path: Path = field(default=Path(), compare=False)
 
@@ -65,6 +68,16 @@ class KernelSpec:
     def foreign(self) -> bool:
         """The kernel is for another architecture than the host's (see :attr:`Arch.foreign`)."""
         return self.arch.foreign
+
+    @property
+    def lacking(self) -> dict[str, str]:
+        """What labs may need that a guest of this entry lacks, with why: the kernel's own
+        ``lacks``, and the programs Debian does not build for its arch when it boots its own userland."""
+        missing = dict(self.lacks)
+        if self.own_userland or self.foreign:
+            for package in self.arch.missing_in(self.userland):
+                missing.setdefault(package, f"Debian {self.userland} has no {package} for {self.arch.debian}")
+        return missing
 
 
 def id_order(kernel_id: str) -> tuple:  # type: ignore[type-arg]
@@ -97,7 +110,7 @@ def _parse(path: Path, data: dict) -> KernelSpec:
         return KernelSpec(
             id=kernel_id, series=series, arch=arch, source=source, suites=tuple(suites),
             flavor=data.get("flavor", arch.debian), description=data.get("description", ""),
-            userland=data.get("userland", suites[0].split("-")[0]), path=path,
+            userland=data.get("userland", suites[0].split("-")[0]), lacks=_lacks(data, path), path=path,
         )
     if source == "local":
         def local(key: str) -> Path | None:
@@ -113,6 +126,14 @@ def _parse(path: Path, data: dict) -> KernelSpec:
             description=data.get("description", "a kernel of your own"), userland=data.get("userland", ""), path=path,
         )
     raise CatalogError(f"{path}: unknown source {source!r}", hint="use 'debian' or 'local'")
+
+
+def _lacks(data: dict, path: Path) -> tuple[tuple[str, str], ...]:
+    table = data.get("lacks", {})
+    if not isinstance(table, dict) or not all(isinstance(v, str) and v for v in table.values()):
+        raise CatalogError(f"{path}: 'lacks' must be a table of name = \"why\"",
+                           hint='e.g. [lacks] entry-kprobes = "the kernel refuses kprobes at a function\'s entry"')
+    return tuple(sorted(table.items()))
 
 
 def load_file(path: Path) -> KernelSpec:
@@ -163,7 +184,7 @@ def select(catalog: dict[str, KernelSpec], *, kernels: str | None, arches: str |
         wanted_arches = {get_arch(a.strip()).debian for a in arches.split(",") if a.strip()}
     patterns = [p.strip() for p in (kernels or "").split(",") if p.strip()]
     if not patterns:
-        patterns = [DEFAULT_SERIES]
+        return with_userland(default_kernels(catalog, arches=wanted_arches), userland)
     chosen: dict[str, KernelSpec] = {}
     for pattern in patterns:
         matched = [
@@ -177,6 +198,34 @@ def select(catalog: dict[str, KernelSpec], *, kernels: str | None, arches: str |
         for spec in matched:
             chosen[spec.id] = spec
     return with_userland(list(chosen.values()), userland)
+
+
+def default_kernels(catalog: dict[str, KernelSpec], *, arches: set[str] | None) -> list[KernelSpec]:
+    """The kernel each of *arches* (Debian names; None: every arch) runs on when none is named. Pure.
+
+    DEFAULT_SERIES where the arch has it; else its oldest series above it, else its newest:
+    Debian built riscv64, and ebpf-lab catalogs s390x and ppc64el, from trixie (6.12) on only.
+    An entry that ``lacks`` something is passed over when the arch has another: 6.12-riscv64
+    refuses the tutorial's kprobe, so ``--arch riscv64`` means 7.2-riscv64.
+    """
+    by_arch: dict[str, list[KernelSpec]] = {}
+    for spec in catalog.values():
+        if arches is None or spec.arch.debian in arches:
+            by_arch.setdefault(spec.arch.debian, []).append(spec)
+    if not by_arch:
+        known = ", ".join(catalog) or "none"
+        raise UsageError(f"no kernel in the catalog for arch {', '.join(sorted(arches or ()))}",
+                         hint=f"known kernels: {known} (see 'lab kernels')")
+    default = tuple(int(p) for p in DEFAULT_SERIES.split("."))
+    chosen = []
+    for specs in by_arch.values():
+        # A kernel that cannot run the tutorial (its lacks) is the default only when nothing else is there.
+        specs = [s for s in specs if not s.lacks] or specs
+        series = sorted({s.series_tuple for s in specs})
+        pick = next((t for t in series if t >= default), series[-1])
+        # Every entry of that series, as the pattern DEFAULT_SERIES would match (a user's own 6.1 too).
+        chosen += [s for s in specs if s.series_tuple == pick]
+    return chosen
 
 
 #: Debian suite names a ``--userland debian:<suite>`` may give (not checked against the mirror here).

@@ -37,6 +37,7 @@ from lab.guest.kernel import Kernel
 from lab.host import clang
 from lab.host.locks import fill_once
 from lab.host.resources import package_dir
+from lab.kernels.catalog import KernelSpec
 from lab.settings import cache_dir
 
 LABS_DIR = package_dir("lab.labs")
@@ -97,6 +98,13 @@ class Lab:
     kind: str = "bcc"
     #: BPF features the kernel must have (lab.guest.features names, e.g. ``map:ringbuf``).
     features: tuple[str, ...] = ()
+    #: What else the guest must do, in the names of a catalog entry's ``lacks`` (``entry-kprobes``).
+    needs: tuple[str, ...] = ()
+
+    @property
+    def requirements(self) -> tuple[str, ...]:
+        """``needs``, and the program's runner when it is not BCC's python3 (a bpftrace lab needs bpftrace)."""
+        return (*self.needs, *(("bpftrace",) if self.kind == "bpftrace" else ()))
 
     def hint_for(self, kind: str) -> str:
         """The hint for a failure of *kind*: the specific one if the lab has it, else the general ones."""
@@ -126,6 +134,7 @@ def load_lab(directory: Path) -> Lab:
             hints=general, kind_hints=kinds, expect_timeout=float(data.get("expect_timeout", 30)),
             setup=tuple(data.get("setup", [])), checker=checker, order=int(data.get("order", 100)),
             kind=_kind(data.get("kind", "bcc"), meta), features=tuple(data.get("features", [])),
+            needs=tuple(data.get("needs", [])),
         )
     except KeyError as exc:
         raise CatalogError(f"{meta}: missing {exc}", hint="every lab needs 'title' and 'expect'") from None
@@ -234,6 +243,13 @@ def run_lab(guest: Guest, lab: Lab, *, program: Path | None = None, python: str 
     return result
 
 
+def unsupported(lab: Lab, spec: KernelSpec) -> str | None:
+    """Why *lab* cannot run on *spec* (what it needs that the catalog says the guest lacks), or None. Pure."""
+    lacking = spec.lacking
+    reasons = [f"{need}: {lacking[need]}" for need in lab.requirements if need in lacking]
+    return f"lab {lab.name} needs what {spec.id} lacks: {'; '.join(reasons)}" if reasons else None
+
+
 def missing_features(guest: Guest, lab: Lab, kernel: Kernel) -> list[str]:
     """The BPF features *lab* needs that *kernel* lacks (probed in *guest* unless cached)."""
     if not lab.features:
@@ -251,19 +267,20 @@ def program_command(guest: Guest, lab: Lab, program: Path, *, python: str = "/us
     if lab.kind == "bpftrace":
         return ["bpftrace", guest.copy_in(program)]
     if lab.kind == "libbpf":
-        obj = _compile(lab, program, machine=guest.config.arch.name)
+        obj = _compile(lab, program, machine=guest.config.arch.name, big_endian=guest.config.arch.big_endian)
         return [python, guest.copy_in(bpf_objects.LOADER), "run", guest.copy_in(obj), "--trace-pipe"]
     return [python, guest.copy_in(program)]
 
 
-def _compile(lab: Lab, program: Path, *, machine: str) -> Path:
+def _compile(lab: Lab, program: Path, *, machine: str, big_endian: bool) -> Path:
     """A libbpf lab's program compiled on the host, into the cache: one object per source text and arch."""
     digest = hashlib.sha256(program.read_bytes()).hexdigest()[:16]
     entry = cache_dir() / "objects" / machine / digest
     obj = entry / f"{lab.name}.bpf.o"
     try:
         fill_once(entry, what=f"compiling {program.name}", ready=obj.is_file,
-                  fill=lambda tmp: clang.compile_bpf(program, tmp / obj.name, machine=machine) and None)
+                  fill=lambda tmp: clang.compile_bpf(program, tmp / obj.name, machine=machine,
+                                                    big_endian=big_endian) and None)
     except CompileError as error:
         raise _failure(lab, "compile", "the BPF program does not compile", error.output) from None
     return obj

@@ -62,6 +62,11 @@ name=${virtme_hostname:-ebpf-lab}
 $bb hostname "$name"
 printf '127.0.0.1 localhost %s\n::1 localhost %s\n' "$name" "$name" > $new/etc/hosts
 $bb ip link set dev lo up
+# Debian's riscv64 kernels leave the BPF JIT off (bpf_jit_enable 0, no BPF_JIT_DEFAULT_ON): the
+# interpreter runs BCC's programs, but the verifier refuses what needs the JIT ("program requires
+# BPF JIT compiler but it is not available": the core lab's CO-RE program, bpftrace's) on 7.2-riscv64.
+jit=$new/proc/sys/net/core/bpf_jit_enable
+[ "$($bb cat $jit 2>/dev/null)" = 0 ] && echo 1 > $jit
 # Large readahead on the root disk: BCC maps LLVM and clang (some 190 MiB), and with the
 # default 128 KiB window every fault of a cold page was a small emulated read. With 16 MiB
 # the device fills the page cache itself (virtio DMA, no copy in the guest): 278 major
