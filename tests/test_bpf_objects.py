@@ -82,7 +82,8 @@ def test_bpftrace_one_liner_on_execve(vm) -> None:  # type: ignore[no-untyped-de
         tracer.expect(r"Attach(ing|ed) 1 probe", timeout=vm.timeouts.attach)
         # bpftrace says it is attaching before it does: wait for the kernel to list the program.
         limit = int(vm.timeouts.attach)
-        assert vm.run(f"(for i in $(seq {limit}); do bpftool perf | grep -q sys_enter_execve && exit 0; sleep 1; done;"
+        assert vm.run(f"(for i in $(seq {limit}); do bpftool perf | grep -q sys_enter_execve && exit 0;"
+                      f" [ -e {tracer.status_file} ] && exit 1; sleep 1; done;"
                       " exit 1)", timeout=limit + 60).ok
         vm.run("/bin/true")
         match = tracer.expect(r"bpftrace saw /bin/true", timeout=30 * vm.timeouts.expect_scale)
