@@ -110,7 +110,7 @@ def test_an_old_bcc_failing_on_a_new_kernels_headers_is_named_with_the_userland_
     assert console.kernel_header_error(output) == "include/linux/fs.h"
     kind, what = _exit_kind(output, returncode=1)
     assert kind == "compile"
-    assert "BCC cannot compile this kernel's own header include/linux/fs.h" in what and "--userland debian" in what
+    assert "BCC cannot compile this kernel's own header include/linux/fs.h" in what and "--userland debian:sid" in what
     # A student's own mistake is not blamed on the kernel.
     student = (Path(__file__).parent / "data" / "students" / "count_compile_error.output").read_text()
     assert console.compile_error(student) and console.kernel_header_error(student) is None
