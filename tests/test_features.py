@@ -96,3 +96,12 @@ def test_a_lab_needing_a_feature_names_what_the_kernel_lacks(vm, kernel, bpf_fea
     expected = [] if bpf_features.has("helper:bpf_loop") else ["helper:bpf_loop"]
     assert missing_features(vm, lab, kernel) == expected
     assert (kernel.spec.series_tuple >= (5, 17)) == (expected == [])
+
+
+def test_an_architecture_shows_in_the_probe_not_only_a_version():
+    # Same 7.2 kernel, same bpftool: s390x's guest refuses extension and struct_ops programs (and
+    # their maps), which the other arches of that release have.
+    s390x, ppc64el, riscv64 = recorded("7.2-s390x"), recorded("7.2-ppc64el"), recorded("7.2-riscv64")
+    for name in ("prog:ext", "prog:struct_ops", "map:struct_ops"):
+        assert s390x.state(name) == "no" and ppc64el.has(name) and riscv64.has(name), name
+    assert s390x.bpftool == ppc64el.bpftool
