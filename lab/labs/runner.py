@@ -277,10 +277,12 @@ def _compile(lab: Lab, program: Path, *, machine: str, big_endian: bool) -> Path
     digest = hashlib.sha256(program.read_bytes()).hexdigest()[:16]
     entry = cache_dir() / "objects" / machine / digest
     obj = entry / f"{lab.name}.bpf.o"
+
+    def fill(tmp: Path) -> None:
+        clang.compile_bpf(program, tmp / obj.name, machine=machine, big_endian=big_endian)
+
     try:
-        fill_once(entry, what=f"compiling {program.name}", ready=obj.is_file,
-                  fill=lambda tmp: clang.compile_bpf(program, tmp / obj.name, machine=machine,
-                                                    big_endian=big_endian) and None)
+        fill_once(entry, what=f"compiling {program.name}", ready=obj.is_file, fill=fill)
     except CompileError as error:
         raise _failure(lab, "compile", "the BPF program does not compile", error.output) from None
     return obj
